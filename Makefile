@@ -1,0 +1,46 @@
+# nblpipe: the two commands a fresh machine needs are `make bench` (the main
+# job) and `make test` (the test suite). Both need only Go.
+export PATH := $(PATH):/usr/local/go/bin
+GO ?= go
+
+.PHONY: all test vet fmt-check test-race test-debug bench bench-smoke gobench fuzz
+
+all: test
+
+## test: vet, gofmt check, the race-enabled suite, and the debug-tag suite.
+test: vet fmt-check test-race test-debug
+
+vet:
+	$(GO) vet ./...
+	$(GO) vet -tags nblpipe_debug ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); \
+	if [ -n "$$out" ]; then echo "gofmt would change these files:"; echo "$$out"; exit 1; fi
+
+test-race:
+	$(GO) test -race -count=1 ./...
+
+# The nblpipe_debug tag turns misuse (double free, foreign objects) into
+# panics; its own tests run only with the tag.
+test-debug:
+	$(GO) test -count=1 -tags nblpipe_debug ./...
+
+## bench: the main job, the benchmark program on in-memory data (no root).
+bench:
+	$(GO) run ./bench $(BENCHFLAGS)
+
+## bench-smoke: the benchmark program with very short runs (CI checks it works).
+bench-smoke:
+	$(GO) run ./bench -duration 20ms -json > /dev/null
+
+## gobench: every `go test` benchmark once, as a smoke test; raise
+## BENCHTIME (and add -count) to compare commits with benchstat.
+BENCHTIME ?= 1x
+gobench:
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./...
+
+## fuzz: each fuzz target for FUZZTIME (their seed corpora run in `make test`).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzRingOps$$' -fuzztime $(FUZZTIME) ./ring

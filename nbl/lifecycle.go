@@ -1,0 +1,304 @@
+package nbl
+
+import "fmt"
+
+const releasedBit = 1 // in holds: the owner has released the NBL
+const holdUnit = 2    // in holds: one reference or one clone
+
+// Free returns an NBL that the caller allocated (FwpsFreeNetBufferList0,
+// NdisFreeNetBufferList) to the pool, together with any extra NetBuffers and
+// pool-made MDLs it holds. Memory lent with AllocateAround and MDLs from
+// AllocateMdl stay the caller's. An NBL with an Originator is handed to it
+// first.
+//
+// Free refuses (ErrInvalidParameter, and nothing changes) a clone (use
+// FreeClone), an NBL with clones or references still alive (a
+// use-after-free in waiting: nblpipe_debug panics instead), and a foreign or
+// nil NBL.
+func (c *Cache) Free(l *NetBufferList) error {
+	if err := c.checkFree(l, false); err != nil {
+		return err
+	}
+	c.finish(l)
+	return nil
+}
+
+// FreeBurst frees every NBL of nbls as Free does and returns the number
+// freed. It stops at the first NBL Free would refuse and returns its error;
+// the NBLs from that one on are untouched.
+func (c *Cache) FreeBurst(nbls []*NetBufferList) (int, error) {
+	for i, l := range nbls {
+		if err := c.checkFree(l, false); err != nil {
+			return i, err
+		}
+		c.finish(l)
+	}
+	return len(nbls), nil
+}
+
+// FreeClone frees a clone made by Clone (FwpsFreeCloneNetBufferList0,
+// NdisFreeCloneNetBufferList): its MDLs, including any that a retreat on the
+// clone prepended, go back to the pool, and the parent's ChildRefCount drops
+// by one. When that was the parent's last hold and its owner has released
+// it, the parent is released too.
+func (c *Cache) FreeClone(clone *NetBufferList) error {
+	if err := c.checkFree(clone, true); err != nil {
+		return err
+	}
+	c.finish(clone)
+	return nil
+}
+
+func (c *Cache) checkFree(l *NetBufferList, wantClone bool) error {
+	if l == nil || l.pool != c.p {
+		return fmt.Errorf("%w: NBL is nil or from another pool", ErrInvalidParameter)
+	}
+	debugLive(l)
+	if l.clone != wantClone {
+		if wantClone {
+			return fmt.Errorf("%w: FreeClone of an NBL that is not a clone", ErrInvalidParameter)
+		}
+		return fmt.Errorf("%w: Free of a clone (use FreeClone)", ErrInvalidParameter)
+	}
+	if l.holds.Load() != 0 {
+		debugFreeHeld(l)
+		return fmt.Errorf("%w: NBL still has %d clones and %d references", ErrInvalidParameter, l.childRefs.Load(), l.refs.Load())
+	}
+	return nil
+}
+
+// Release says that the NBL's owner is done with it: the path that indicated
+// it has ended, or its holder completed it. With no clones and no
+// references it leaves at once (to its Originator, then its pool); otherwise
+// it leaves when the last clone is freed or the last reference dropped,
+// whichever goroutine does that.
+func (c *Cache) Release(l *NetBufferList) {
+	debugLive(l)
+	// Only a holder can add a hold, and the owner is the last holder when
+	// this reads 0, so a plain load is enough on the fast path. Pairs with
+	// the Add in drop (another goroutine's last dereference).
+	if l.holds.Load() == 0 {
+		c.finish(l)
+		return
+	}
+	if l.holds.Add(releasedBit) == releasedBit {
+		l.holds.Store(0)
+		c.finish(l)
+	}
+}
+
+// ReleaseBurst releases every NBL of nbls.
+func (c *Cache) ReleaseBurst(nbls []*NetBufferList) {
+	for _, l := range nbls {
+		c.Release(l)
+	}
+}
+
+// Reference takes a reference that keeps l from being released
+// (FwpsReferenceNetBufferList0). Only a goroutine that holds l, as its owner
+// or through a reference, may take one.
+func (l *NetBufferList) Reference() {
+	debugLive(l)
+	l.refs.Add(1)
+	l.holds.Add(holdUnit)
+}
+
+// Dereference drops a reference taken with Reference
+// (FwpsDereferenceNetBufferList0). If it was the last hold on an NBL whose
+// owner has released it, the NBL is released now, through the pool's shared
+// ring. Dereference without a matching Reference breaks the contract and
+// panics (conformance case 51).
+func (l *NetBufferList) Dereference() {
+	debugLive(l)
+	if l.refs.Add(-1) < 0 {
+		l.refs.Add(1)
+		panic("nbl: Dereference without a matching Reference")
+	}
+	l.pool.shared.drop(l)
+}
+
+// drop removes one hold and releases the NBL if that was the last one and its
+// owner had released it.
+func (c *Cache) drop(l *NetBufferList) {
+	// Pairs with the Add in Release: whichever of the two comes last sees
+	// releasedBit alone and finishes the NBL.
+	if l.holds.Add(-holdUnit) == releasedBit {
+		l.holds.Store(0)
+		c.finish(l)
+	}
+}
+
+// finish sends an NBL on its way out: to its originator, back to the pool,
+// and for a clone, the parent's hold is dropped.
+func (c *Cache) finish(l *NetBufferList) {
+	if l.Originator != nil {
+		l.Originator.ReturnNetBufferList(l)
+	}
+	parent := l.parent
+	c.recycle(l)
+	if parent != nil {
+		parent.childRefs.Add(-1)
+		c.drop(parent)
+	}
+}
+
+// recycle returns the descriptor and everything the pool lent it.
+func (c *Cache) recycle(l *NetBufferList) {
+	if nb := &l.nb; l.firstNB == nb && nb.Next == nil && nb.mdlChain == &l.mdl && l.mdl.next == nil {
+		// The fast path: one NetBuffer, one built-in MDL.
+	} else {
+		c.p.freeExtras(l)
+	}
+	l.Scratch = nil
+	l.SourceHandle = nil
+	l.Completion = Completion{}
+	l.Originator = nil
+	l.parent = nil
+	l.mdl.buf = nil
+	debugFreed(l)
+	c.put(l)
+}
+
+// freeExtras returns the extra NetBuffers and pool-made MDLs of l.
+func (p *Pool) freeExtras(l *NetBufferList) {
+	for nb := l.firstNB; nb != nil; {
+		next := nb.Next
+		p.freeMdls(nb.mdlChain)
+		nb.mdlChain, nb.currentMdl, nb.Next = nil, nil, nil
+		if nb.extra {
+			p.nbs.Put(nb)
+		}
+		nb = next
+	}
+	l.mdl.next = nil
+}
+
+// freeMdls returns the pool-made MDLs of a chain. The built-in MDL and the
+// caller's MDLs stay.
+func (p *Pool) freeMdls(m *Mdl) {
+	for m != nil {
+		next := m.next
+		if m.index >= 0 && m.kind != mdlUser {
+			m.next, m.buf = nil, nil
+			p.mdls.Put(m)
+		}
+		m = next
+	}
+}
+
+// Clone makes an NBL that shares orig's packet memory
+// (FwpsAllocateCloneNetBufferList0, NdisAllocateCloneNetBufferList). For
+// each NetBuffer of orig the clone has one that covers the same DataLength
+// bytes, starting at orig's current DataOffset, with no backfill. The clone
+// has no context, its Parent is orig, and orig's ChildRefCount goes up by
+// one until FreeClone. It copies NblFlags, Info, SourceHandle and the
+// injection Tag. Writes through either NBL are visible in both.
+//
+// The caller must hold orig. Clone fails with ErrResources when the pool
+// (descriptors, extra NetBuffers or MDLs) is exhausted; orig is unchanged.
+func (c *Cache) Clone(orig *NetBufferList) (*NetBufferList, error) {
+	if orig == nil {
+		return nil, fmt.Errorf("%w: Clone of nil", ErrInvalidParameter)
+	}
+	debugLive(orig)
+	cl, ok := c.get()
+	if !ok {
+		return nil, ErrResources
+	}
+	cl.reset()
+	cl.clone = true
+	cl.context = nil
+	cl.NblFlags = orig.NblFlags
+	cl.Info = orig.Info
+	cl.SourceHandle = orig.SourceHandle
+	cl.Tag = orig.Tag
+	var prev *NetBuffer
+	for onb := orig.firstNB; onb != nil; onb = onb.Next {
+		var nb *NetBuffer
+		if prev == nil {
+			nb = &cl.nb
+		} else {
+			nb, ok = c.p.getNB()
+			if !ok {
+				c.recycle(cl)
+				return nil, ErrResources
+			}
+			prev.Next = nb
+		}
+		nb.nbl = cl
+		nb.ChecksumBias = onb.ChecksumBias
+		if !c.p.mirror(nb, onb, prev == nil) {
+			c.recycle(cl)
+			return nil, ErrResources
+		}
+		prev = nb
+	}
+	cl.parent = orig
+	orig.childRefs.Add(1)
+	orig.holds.Add(holdUnit)
+	return cl, nil
+}
+
+func (p *Pool) getNB() (*NetBuffer, bool) {
+	if p.nbs == nil {
+		return nil, false
+	}
+	nb, ok := p.nbs.Get()
+	if ok {
+		nb.Next, nb.mdlChain, nb.currentMdl = nil, nil, nil
+		nb.dataOffset, nb.dataLength, nb.currentMdlOffset = 0, 0, 0
+	}
+	return nb, ok
+}
+
+func (p *Pool) getMdl(kind uint8) (*Mdl, bool) {
+	if p.mdls == nil {
+		return nil, false
+	}
+	m, ok := p.mdls.Get()
+	if ok {
+		m.next, m.buf, m.kind = nil, nil, kind
+	}
+	return m, ok
+}
+
+// mirror points nb at the data of src: MDLs that describe src's DataLength
+// bytes from its current position. The first MDL of the first NetBuffer is
+// the clone's built-in one.
+func (p *Pool) mirror(nb, src *NetBuffer, first bool) bool {
+	nb.dataOffset, nb.dataLength, nb.currentMdlOffset = 0, src.dataLength, 0
+	nb.mdlChain, nb.currentMdl = nil, nil
+	left := src.dataLength
+	sm, off := src.currentMdl, src.currentMdlOffset
+	var tail *Mdl
+	for sm != nil && (left > 0 || tail == nil) {
+		seg := sm.buf[off:]
+		if uint32(len(seg)) > left {
+			seg = seg[:left]
+		}
+		if len(seg) > 0 || tail == nil {
+			var m *Mdl
+			if first && tail == nil {
+				m = &nb.nbl.mdl
+				m.next = nil
+			} else {
+				var ok bool
+				if m, ok = p.getMdl(mdlMirror); !ok {
+					return false
+				}
+			}
+			m.buf = seg[:len(seg):len(seg)]
+			m.kind = mdlMirror
+			if tail == nil {
+				nb.mdlChain = m
+			} else {
+				tail.next = m
+			}
+			tail = m
+			left -= uint32(len(seg))
+		}
+		sm, off = sm.next, 0
+	}
+	nb.currentMdl = nb.mdlChain
+	return left == 0
+}
