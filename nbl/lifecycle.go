@@ -74,6 +74,10 @@ func (c *Cache) checkFree(l *NetBufferList, wantClone bool) error {
 // whichever goroutine does that.
 func (c *Cache) Release(l *NetBufferList) {
 	debugLive(l)
+	if l.pool != c.p {
+		l.pool.shared.Release(l)
+		return
+	}
 	// Only a holder can add a hold, and the owner is the last holder when
 	// this reads 0, so a plain load is enough on the fast path. Pairs with
 	// the Add in drop (another goroutine's last dereference).
@@ -138,7 +142,11 @@ func (c *Cache) finish(l *NetBufferList) {
 	c.recycle(l)
 	if parent != nil {
 		parent.childRefs.Add(-1)
-		c.drop(parent)
+		if parent.pool == c.p {
+			c.drop(parent)
+		} else {
+			parent.pool.shared.drop(parent)
+		}
 	}
 }
 

@@ -24,10 +24,14 @@ const (
 // it; nbl only stores it.
 type CompletionFunc func(context any, netBufferList *NetBufferList, dispatchLevel bool)
 
-// BatchCompletionFunc is the batched form of CompletionFunc: it receives
-// every finished NBL of one completion batch that shares the function and
-// context. The slice is valid only during the call.
-type BatchCompletionFunc func(context any, netBufferLists []*NetBufferList)
+// BatchCompletion is the batched form of CompletionFunc: Fn receives every
+// finished NBL of one completion batch that shares this *BatchCompletion,
+// the context and the injecting handle. NBLs are grouped by the pointer, so
+// make one BatchCompletion and pass it to every injection. The slice is
+// valid only during the call.
+type BatchCompletion struct {
+	Fn func(context any, netBufferLists []*NetBufferList)
+}
 
 // Originator is told when an NBL it lent out comes back: its journey ended
 // and nothing holds it any more. A port uses it to give a kernel ring slot or
@@ -65,7 +69,7 @@ type InjectionTag struct {
 // NBL finishes. nbl stores it; inject gives it meaning.
 type Completion struct {
 	Fn      CompletionFunc
-	Batch   BatchCompletionFunc
+	Batch   *BatchCompletion
 	Context any
 	// Owner identifies what must be told about the completion (the
 	// injection handle); opaque to nbl.

@@ -223,6 +223,9 @@ func (p *Pool) AllocateAround(buf []byte, dataOffset, dataLength int) (*NetBuffe
 // Free returns an NBL to the pool; see Cache.Free.
 func (p *Pool) Free(l *NetBufferList) error { return p.shared.Free(l) }
 
+// Release releases an NBL through the shared ring; see Cache.Release.
+func (p *Pool) Release(l *NetBufferList) { p.shared.Release(l) }
+
 // Clone makes a clone of orig; see Cache.Clone.
 func (p *Pool) Clone(orig *NetBufferList) (*NetBufferList, error) { return p.shared.Clone(orig) }
 
@@ -386,4 +389,10 @@ func (c *Cache) AllocateAround(buf []byte, dataOffset, dataLength int) (*NetBuff
 	l.nb.dataLength = uint32(dataLength)
 	l.nb.currentMdlOffset = uint32(dataOffset)
 	return l, nil
+}
+
+// AllocateNetBufferAndNetBufferList is Cache.AllocateNetBufferAndNetBufferList
+// through the shared ring.
+func (p *Pool) AllocateNetBufferAndNetBufferList(contextSize, contextBackFill int, mdlChain *Mdl, dataOffset, dataLength int) (*NetBufferList, error) {
+	return p.shared.AllocateNetBufferAndNetBufferList(contextSize, contextBackFill, mdlChain, dataOffset, dataLength)
 }

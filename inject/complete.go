@@ -1,0 +1,192 @@
+package inject
+
+import (
+	"fmt"
+	"unsafe"
+
+	"github.com/nblpipe/nblpipe/nbl"
+)
+
+// CompletionQueue gathers the NBLs a worker has finished with and delivers
+// their completions in batches: at the end of a burst (Flush) or when the
+// queue fills. A flush calls each NBL's completion function once (a
+// BatchCompletion once per run of NBLs that share it), then updates each
+// handle's pending count with one atomic add per run of NBLs of that handle,
+// not per NBL. NBLs injected with no completion function (unaltered
+// originals), and NBLs that were never injected, are released to their
+// originator.
+//
+// A completion function that panics is recovered and counted (Stats.Panics);
+// its NBL counts as completed and the flush goes on. A flush costs one
+// deferred recover, not one per NBL.
+//
+// A CompletionQueue belongs to one goroutine. Make it on the goroutine that
+// will flush it: that fixes whether its completions report dispatchLevel.
+type CompletionQueue struct {
+	nbls     []*nbl.NetBufferList
+	batch    []*nbl.NetBufferList
+	cache    *nbl.Cache
+	dispatch bool
+
+	// Flush state, kept in the queue so a recovered panic can resume.
+	pos      int
+	runOwner *Handle
+	runCount int
+
+	delivered uint64
+	batches   uint64
+	panics    uint64
+}
+
+// NewCompletionQueue returns a queue that holds up to size NBLs before it
+// flushes by itself. cache, if not nil, is the worker's NBL cache, used to
+// release NBLs of its pool; others are released through their pool's shared
+// ring. The completions it delivers report dispatchLevel true when the
+// calling goroutine is marked with s.EnterDispatch.
+func NewCompletionQueue(s *Stack, size int, cache *nbl.Cache) (*CompletionQueue, error) {
+	if size < 1 {
+		return nil, fmt.Errorf("%w: completion queue size %d", ErrInvalidParameter, size)
+	}
+	return &CompletionQueue{
+		nbls:     make([]*nbl.NetBufferList, 0, size),
+		batch:    make([]*nbl.NetBufferList, 0, size),
+		cache:    cache,
+		dispatch: s.AtDispatch(),
+	}, nil
+}
+
+// Len returns the number of NBLs waiting for the next flush.
+func (q *CompletionQueue) Len() int { return len(q.nbls) }
+
+// Complete records that an NBL's journey ended with status (STATUS_SUCCESS,
+// or a failure such as STATUS_INVALID_BUFFER_SIZE for an oversize frame).
+// Its completion runs at the next Flush, or now if the queue is full.
+func (q *CompletionQueue) Complete(l *nbl.NetBufferList, status Status) {
+	l.Status = status
+	q.nbls = append(q.nbls, l)
+	if len(q.nbls) == cap(q.nbls) {
+		q.Flush()
+	}
+}
+
+// CompleteChain completes every NBL of a chain with status, unlinking them
+// (Next is read before each NBL is queued, since a completion may reuse it).
+func (q *CompletionQueue) CompleteChain(l *nbl.NetBufferList, status Status) {
+	for l != nil {
+		next := l.Next
+		l.Next = nil
+		q.Complete(l, status)
+		l = next
+	}
+}
+
+// Flush delivers every queued completion now.
+func (q *CompletionQueue) Flush() {
+	if len(q.nbls) == 0 {
+		return
+	}
+	q.batches++
+	for q.pos < len(q.nbls) {
+		q.flushFrom()
+	}
+	q.endRun()
+	clear(q.nbls)
+	q.nbls = q.nbls[:0]
+	q.pos = 0
+}
+
+// flushFrom delivers completions from q.pos on. Every counter is updated
+// before user code runs, so after a recovered panic Flush simply calls it
+// again to go on with the next NBL.
+func (q *CompletionQueue) flushFrom() {
+	defer func() {
+		if r := recover(); r != nil {
+			q.panics++
+		}
+	}()
+	for q.pos < len(q.nbls) {
+		l := q.nbls[q.pos]
+		c := l.Completion
+		owner, _ := c.Owner.(*Handle)
+		if owner != q.runOwner {
+			q.endRun()
+			q.runOwner = owner
+		}
+		l.Completion = nbl.Completion{}
+		if owner == nil || (c.Fn == nil && c.Batch == nil) {
+			q.pos++
+			q.runCount++
+			q.delivered++
+			q.release(l)
+			continue
+		}
+		if c.Batch == nil {
+			q.pos++
+			q.runCount++
+			q.delivered++
+			c.Fn(c.Context, l, q.dispatch)
+			continue
+		}
+		// Gather the following NBLs that share the batch function, its
+		// context and the handle into one call.
+		q.batch = append(q.batch[:0], l)
+		end := q.pos + 1
+		for ; end < len(q.nbls); end++ {
+			m := q.nbls[end]
+			if m.Completion.Batch != c.Batch || m.Completion.Owner != c.Owner || !sameIdentity(m.Completion.Context, c.Context) {
+				break
+			}
+			m.Completion = nbl.Completion{}
+			q.batch = append(q.batch, m)
+		}
+		n := end - q.pos
+		q.pos = end
+		q.runCount += n
+		q.delivered += uint64(n)
+		c.Batch.Fn(c.Context, q.batch)
+		clear(q.batch)
+		q.batch = q.batch[:0]
+	}
+}
+
+// endRun accounts the completions delivered for the current handle: one
+// atomic add to its completed count and one to its pending count.
+func (q *CompletionQueue) endRun() {
+	if q.runOwner != nil && q.runCount > 0 {
+		q.runOwner.completed.Add(uint64(q.runCount))
+		q.runOwner.end(q.runCount)
+	}
+	q.runOwner, q.runCount = nil, 0
+}
+
+func (q *CompletionQueue) release(l *nbl.NetBufferList) {
+	if q.cache != nil && q.cache.Pool() == l.Pool() {
+		q.cache.Release(l)
+		return
+	}
+	l.Pool().Release(l)
+}
+
+// QueueStats are a completion queue's counters.
+type QueueStats struct {
+	Delivered uint64 // completions delivered (NBLs)
+	Batches   uint64 // flushes that delivered something
+	Panics    uint64 // completion functions that panicked (recovered)
+}
+
+// Stats returns the queue's counters. Call it on the queue's goroutine.
+func (q *CompletionQueue) Stats() QueueStats {
+	return QueueStats{Delivered: q.delivered, Batches: q.batches, Panics: q.panics}
+}
+
+// sameIdentity reports whether two interface values hold the same dynamic
+// type and the same data word: pointer identity for the pointers a context
+// normally is. Unlike ==, it cannot panic on uncomparable types; equal values
+// that were boxed separately merely count as different, which only splits a
+// batch in two.
+func sameIdentity(a, b any) bool {
+	type eface struct{ typ, data unsafe.Pointer }
+	ea := (*eface)(unsafe.Pointer(&a))
+	eb := (*eface)(unsafe.Pointer(&b))
+	return ea.typ == eb.typ && ea.data == eb.data
+}

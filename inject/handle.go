@@ -1,0 +1,198 @@
+package inject
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// ADDRESS_FAMILY is the address family of an injection handle (ws2def.h).
+type ADDRESS_FAMILY uint16
+
+// Address families.
+const (
+	AF_UNSPEC ADDRESS_FAMILY = 0
+	AF_INET   ADDRESS_FAMILY = 2
+	AF_INET6  ADDRESS_FAMILY = 23
+)
+
+// Injection types: the flags of FwpsInjectionHandleCreate0 (fwpsk.h).
+const (
+	FWPS_INJECTION_TYPE_STREAM            uint32 = 0x00000001
+	FWPS_INJECTION_TYPE_TRANSPORT         uint32 = 0x00000002
+	FWPS_INJECTION_TYPE_NETWORK           uint32 = 0x00000004
+	FWPS_INJECTION_TYPE_FORWARD           uint32 = 0x00000008
+	FWPS_INJECTION_TYPE_L2                uint32 = 0x00000010
+	FWPS_INJECTION_TYPE_VSWITCH_TRANSPORT uint32 = 0x00000020
+	// FWPS_INJECTION_TYPE_VSWITCH is the name an older version of the
+	// vSwitch injection page used; it never was in fwpsk.h. It is the L2
+	// type, which FwpsInjectvSwitchEthernetIngressAsync0 requires.
+	FWPS_INJECTION_TYPE_VSWITCH = FWPS_INJECTION_TYPE_L2
+
+	knownTypes = FWPS_INJECTION_TYPE_STREAM | FWPS_INJECTION_TYPE_TRANSPORT | FWPS_INJECTION_TYPE_NETWORK |
+		FWPS_INJECTION_TYPE_FORWARD | FWPS_INJECTION_TYPE_L2 | FWPS_INJECTION_TYPE_VSWITCH_TRANSPORT
+	// defaultTypes is what flags 0 means: transport, stream and forward.
+	defaultTypes = FWPS_INJECTION_TYPE_TRANSPORT | FWPS_INJECTION_TYPE_STREAM | FWPS_INJECTION_TYPE_FORWARD
+)
+
+// Handle is an injection handle (the HANDLE of FwpsInjectionHandleCreate0).
+// Its identity is what FwpsQueryPacketInjectionState0 compares: two
+// handles of one program are "other" to each other.
+//
+// A Handle is safe for concurrent use. Destroy waits for every injection
+// made through it to complete.
+type Handle struct {
+	_ noCopy
+
+	id     uint64
+	family ADDRESS_FAMILY
+	types  uint32
+	stack  *Stack
+
+	// pending counts injections accepted and not yet completed. Inject
+	// adds before it checks closing; Destroy sets closing before it reads
+	// pending (both sequentially consistent), so an injection either sees
+	// closing and backs out, or Destroy waits for it.
+	pending atomic.Int64
+	closing atomic.Bool
+	drained chan struct{}
+	once    sync.Once
+
+	injected  atomic.Uint64
+	completed atomic.Uint64
+	refused   atomic.Uint64
+}
+
+type noCopy struct{}
+
+func (*noCopy) Lock()   {}
+func (*noCopy) Unlock() {}
+
+// CreateHandle makes an injection handle for the given address family and
+// injection types (FwpsInjectionHandleCreate0). types 0 means transport,
+// stream and forward. It fails with:
+//   - ErrNotReady when the stack is not started (conformance case 8);
+//   - ErrInvalidParameter for unknown type bits, an unknown family, or a
+//     NETWORK handle without a specific family (cases 9, 10);
+//   - STATUS_INVALID_DEVICE_STATE when called on a goroutine marked
+//     DISPATCH_LEVEL (case 15; WFP allows it only at PASSIVE_LEVEL).
+func (s *Stack) CreateHandle(family ADDRESS_FAMILY, types uint32) (*Handle, error) {
+	if types&^knownTypes != 0 {
+		return nil, fmt.Errorf("%w: unknown injection type bits 0x%x", ErrInvalidParameter, types&^knownTypes)
+	}
+	if family != AF_UNSPEC && family != AF_INET && family != AF_INET6 {
+		return nil, fmt.Errorf("%w: address family %d is not AF_UNSPEC, AF_INET or AF_INET6", ErrInvalidParameter, family)
+	}
+	if types == 0 {
+		types = defaultTypes
+	}
+	if types&FWPS_INJECTION_TYPE_NETWORK != 0 && family == AF_UNSPEC {
+		return nil, fmt.Errorf("%w: a NETWORK injection handle needs AF_INET or AF_INET6", ErrInvalidParameter)
+	}
+	if !s.Ready() {
+		return nil, ErrNotReady
+	}
+	if s.AtDispatch() {
+		return nil, fmt.Errorf("%w: injection handles are created at PASSIVE_LEVEL, not on a packet-path goroutine", STATUS_INVALID_DEVICE_STATE)
+	}
+	h := &Handle{
+		id:      s.nextID.Add(1),
+		family:  family,
+		types:   types,
+		stack:   s,
+		drained: make(chan struct{}),
+	}
+	s.handles.Add(1)
+	return h, nil
+}
+
+// ID returns the handle's identity as stored in injection tags (never 0).
+func (h *Handle) ID() uint64 { return h.id }
+
+// Family returns the handle's address family.
+func (h *Handle) Family() ADDRESS_FAMILY { return h.family }
+
+// Types returns the handle's injection type bits (flags 0 already expanded).
+func (h *Handle) Types() uint32 { return h.types }
+
+// Has reports whether the handle has every type bit of t.
+func (h *Handle) Has(t uint32) bool { return h.types&t == t }
+
+// Stack returns the stack the handle belongs to.
+func (h *Handle) Stack() *Stack { return h.stack }
+
+// Closing reports whether Destroy has begun.
+func (h *Handle) Closing() bool { return h.closing.Load() }
+
+// HandleStats are a handle's counters. Injected NBLs are accepted ones;
+// injected = completed + pending at any quiet moment.
+type HandleStats struct {
+	Injected  uint64 // NBLs accepted by an injection call
+	Completed uint64 // NBLs completed
+	Pending   int64  // accepted and not completed
+	Refused   uint64 // injection calls that returned an error
+}
+
+// Stats returns the handle's counters.
+func (h *Handle) Stats() HandleStats {
+	return HandleStats{
+		Injected:  h.injected.Load(),
+		Completed: h.completed.Load(),
+		Pending:   h.pending.Load(),
+		Refused:   h.refused.Load(),
+	}
+}
+
+// Destroy closes the handle (FwpsInjectionHandleDestroy0): new injections
+// fail with ErrHandleClosing (the caller keeps the NBL), and Destroy returns
+// once every injection accepted before has completed (cases 12-14).
+// Destroying twice is safe; the second call waits like the first. It fails
+// with STATUS_INVALID_DEVICE_STATE on a DISPATCH_LEVEL goroutine, where
+// waiting could deadlock the worker that must deliver the completions.
+func (h *Handle) Destroy() error {
+	return h.DestroyContext(context.Background())
+}
+
+// DestroyContext is Destroy with a bound: it returns ctx's error if ctx ends
+// before every pending completion has run. The handle stays closing; call it
+// again to keep waiting.
+func (h *Handle) DestroyContext(ctx context.Context) error {
+	if h.stack.AtDispatch() {
+		return fmt.Errorf("%w: injection handles are destroyed at PASSIVE_LEVEL, not on a packet-path goroutine", STATUS_INVALID_DEVICE_STATE)
+	}
+	if !h.closing.Swap(true) {
+		h.stack.handles.Add(-1)
+	}
+	if h.pending.Load() == 0 {
+		h.signalDrained()
+	}
+	select {
+	case <-h.drained:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("inject: destroy handle %d with %d completions pending: %w", h.id, h.pending.Load(), ctx.Err())
+	}
+}
+
+func (h *Handle) signalDrained() { h.once.Do(func() { close(h.drained) }) }
+
+// begin reserves n pending injections, or reports that the handle is
+// closing (then nothing is reserved).
+func (h *Handle) begin(n int) bool {
+	// Pairs with the closing.Swap in DestroyContext: see the field comment.
+	h.pending.Add(int64(n))
+	if h.closing.Load() {
+		h.end(n)
+		return false
+	}
+	return true
+}
+
+// end releases n pending injections; the last one after Destroy began wakes
+// Destroy.
+func (h *Handle) end(n int) {
+	if h.pending.Add(-int64(n)) == 0 && h.closing.Load() {
+		h.signalDrained()
+	}
+}
