@@ -81,4 +81,3 @@ func tag(l *nbl.NetBufferList, h *Handle, injectionContext any) {
 	t.Context = injectionContext
 	t.Hops++
 }
-

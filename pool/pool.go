@@ -12,6 +12,9 @@ var (
 	// ErrSize is returned by New for a non-positive object count or one
 	// larger than MaxObjects.
 	ErrSize = errors.New("pool: object count must be between 1 and 2^30")
+	// ErrZeroSize is returned by New for a type of size zero: all its
+	// values share one address, so a pool could not tell them apart.
+	ErrZeroSize = errors.New("pool: objects of a zero-size type cannot be pooled")
 	// ErrCacheSize is returned by NewCache for a size below 2.
 	ErrCacheSize = errors.New("pool: cache size must be at least 2")
 )
@@ -29,7 +32,7 @@ const MaxObjects = 1 << 30
 type Pool[T any] struct {
 	objs  []T
 	base  uintptr // address of objs[0]
-	size  uintptr // unsafe.Sizeof(T), at least 1
+	size  uintptr // unsafe.Sizeof(T), never 0
 	free  *ring.Ring[*T]
 	debug *debugState
 }
@@ -40,6 +43,9 @@ type Pool[T any] struct {
 func New[T any](n int, init func(i int, v *T)) (*Pool[T], error) {
 	if n < 1 || n > MaxObjects {
 		return nil, fmt.Errorf("%w: got %d", ErrSize, n)
+	}
+	if unsafe.Sizeof(*new(T)) == 0 {
+		return nil, ErrZeroSize
 	}
 	capacity := 1
 	for capacity < n {
@@ -53,9 +59,6 @@ func New[T any](n int, init func(i int, v *T)) (*Pool[T], error) {
 		objs: make([]T, n),
 		free: free,
 		size: unsafe.Sizeof(*new(T)),
-	}
-	if p.size == 0 {
-		p.size = 1
 	}
 	p.base = uintptr(unsafe.Pointer(&p.objs[0]))
 	ptrs := make([]*T, n)

@@ -75,8 +75,8 @@ func NewSlab(cfg SlabConfig) (*Slab, error) {
 	if cfg.Frames < 1 {
 		return nil, fmt.Errorf("%w: Frames must be at least 1, got %d", ErrSlabConfig, cfg.Frames)
 	}
-	if cfg.FrameSize < 1 {
-		return nil, fmt.Errorf("%w: FrameSize must be at least 1, got %d", ErrSlabConfig, cfg.FrameSize)
+	if cfg.FrameSize < 1 || cfg.FrameSize > MaxSlabBytes {
+		return nil, fmt.Errorf("%w: FrameSize must be between 1 and %d, got %d", ErrSlabConfig, MaxSlabBytes, cfg.FrameSize)
 	}
 	if cfg.Headroom < 0 || cfg.Headroom >= cfg.FrameSize {
 		return nil, fmt.Errorf("%w: Headroom must be in [0, FrameSize), got %d with FrameSize %d", ErrSlabConfig, cfg.Headroom, cfg.FrameSize)

@@ -42,6 +42,10 @@ func TestNewSlabErrors(t *testing.T) {
 		{"tooLarge", SlabConfig{Frames: 1 << 20, FrameSize: 1 << 17}}, // 128 GiB
 		{"tooLargeOneFrame", SlabConfig{Frames: 1, FrameSize: MaxSlabBytes + 1}},
 		{"framesMaxInt", SlabConfig{Frames: math.MaxInt, FrameSize: 64}},
+		// Rounding FrameSize up to 64 must not overflow into a negative stride.
+		{"frameSizeMaxInt", SlabConfig{Frames: 1, FrameSize: math.MaxInt}},
+		{"frameSizeMaxIntTwoFrames", SlabConfig{Frames: 2, FrameSize: math.MaxInt - 1, Headroom: 64}},
+		{"frameSizeMaxSlabBytesTwoFrames", SlabConfig{Frames: 2, FrameSize: MaxSlabBytes}},
 		{"hugeTooLarge", SlabConfig{Frames: 1 << 20, FrameSize: 1 << 17, HugePages: true}},
 	}
 	for _, tc := range tests {
