@@ -25,7 +25,7 @@ import (
 type CompletionQueue struct {
 	nbls     []*nbl.NetBufferList
 	batch    []*nbl.NetBufferList
-	cache    *nbl.Cache
+	caches   []*nbl.Cache
 	dispatch bool
 
 	// Flush state, kept in the queue so a recovered panic can resume.
@@ -39,20 +39,26 @@ type CompletionQueue struct {
 }
 
 // NewCompletionQueue returns a queue that holds up to size NBLs before it
-// flushes by itself. cache, if not nil, is the worker's NBL cache, used to
-// release NBLs of its pool; others are released through their pool's shared
-// ring. The completions it delivers report dispatchLevel true when the
-// calling goroutine is marked with s.EnterDispatch.
-func NewCompletionQueue(s *Stack, size int, cache *nbl.Cache) (*CompletionQueue, error) {
+// flushes by itself. caches are the worker's NBL caches (nil entries are
+// skipped): an NBL released by the queue goes to the cache of its pool, or
+// through its pool's shared ring when the worker has no cache for it. The
+// completions it delivers report dispatchLevel true when the calling
+// goroutine is marked with s.EnterDispatch.
+func NewCompletionQueue(s *Stack, size int, caches ...*nbl.Cache) (*CompletionQueue, error) {
 	if size < 1 {
 		return nil, fmt.Errorf("%w: completion queue size %d", ErrInvalidParameter, size)
 	}
-	return &CompletionQueue{
+	q := &CompletionQueue{
 		nbls:     make([]*nbl.NetBufferList, 0, size),
 		batch:    make([]*nbl.NetBufferList, 0, size),
-		cache:    cache,
 		dispatch: s.AtDispatch(),
-	}, nil
+	}
+	for _, c := range caches {
+		if c != nil {
+			q.caches = append(q.caches, c)
+		}
+	}
+	return q, nil
 }
 
 // Len returns the number of NBLs waiting for the next flush.
@@ -117,7 +123,7 @@ func (q *CompletionQueue) flushFrom() {
 			q.pos++
 			q.runCount++
 			q.delivered++
-			q.release(l)
+			q.release(l, owner != nil)
 			continue
 		}
 		if c.Batch == nil {
@@ -159,12 +165,24 @@ func (q *CompletionQueue) endRun() {
 	q.runOwner, q.runCount = nil, 0
 }
 
-func (q *CompletionQueue) release(l *nbl.NetBufferList) {
-	if q.cache != nil && q.cache.Pool() == l.Pool() {
-		q.cache.Release(l)
+// release ends the journey of an NBL that has no completion function. An
+// original injected with a nil completion function carries its injector's
+// reference (a callout references an NBL before absorbing it, so that it
+// survives the classify); the injection consumes that reference. Otherwise
+// the holder is done with it and it is released.
+func (q *CompletionQueue) release(l *nbl.NetBufferList, injected bool) {
+	if injected && l.RefCount() > 0 {
+		l.Dereference()
 		return
 	}
-	l.Pool().Release(l)
+	p := l.Pool()
+	for _, c := range q.caches {
+		if c.Pool() == p {
+			c.Release(l)
+			return
+		}
+	}
+	p.Release(l)
 }
 
 // QueueStats are a completion queue's counters.

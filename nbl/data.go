@@ -201,3 +201,14 @@ func (l *NetBufferList) AdvanceDataStart(delta int, freeMdl bool) error {
 	}
 	return nil
 }
+
+// SetDataLength sets the number of data bytes (assigning
+// NET_BUFFER_DATA_LENGTH, as a miniport does when a frame arrives): the data
+// still starts at DataOffset and must fit the MDL chain.
+func (nb *NetBuffer) SetDataLength(n int) error {
+	if n < 0 || uint64(nb.dataOffset)+uint64(n) > uint64(nb.ChainLength()) {
+		return fmt.Errorf("%w: DataLength %d does not fit a chain of %d bytes at offset %d", ErrInvalidParameter, n, nb.ChainLength(), nb.dataOffset)
+	}
+	nb.dataLength = uint32(n)
+	return nil
+}

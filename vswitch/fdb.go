@@ -1,0 +1,150 @@
+package vswitch
+
+import (
+	"sync/atomic"
+)
+
+// fdb is the MAC learning table: a fixed open-addressing hash table of
+// (VLAN, MAC) -> port, shared by the workers without locks. Its size never
+// changes, every port may own at most portLimit entries, and entries not
+// refreshed for the ageing time are free to be taken over, so a flood of
+// source addresses cannot grow memory or evict the table's other ports
+// beyond their share.
+type fdb struct {
+	keys      []atomic.Uint64 // (vlan<<48 | mac) + 1; 0 = empty
+	vals      []atomic.Uint64 // port index << 32 | last seen (seconds)
+	mask      uint64
+	probe     int
+	portLimit int64
+	ageing    uint32 // seconds
+	perPort   []atomic.Int64
+}
+
+const fdbProbe = 8
+
+func newFDB(size, ports, portLimit int, ageingSeconds uint32) *fdb {
+	n := 1
+	for n < size {
+		n <<= 1
+	}
+	return &fdb{
+		keys:      make([]atomic.Uint64, n),
+		vals:      make([]atomic.Uint64, n),
+		mask:      uint64(n - 1),
+		probe:     min(fdbProbe, n),
+		portLimit: int64(portLimit),
+		ageing:    ageingSeconds,
+		perPort:   make([]atomic.Int64, ports),
+	}
+}
+
+func fdbKey(vlan uint16, mac []byte) uint64 {
+	k := uint64(vlan&0xFFF)<<48 | uint64(mac[0])<<40 | uint64(mac[1])<<32 | uint64(mac[2])<<24 |
+		uint64(mac[3])<<16 | uint64(mac[4])<<8 | uint64(mac[5])
+	return k + 1
+}
+
+func fdbHash(k uint64) uint64 {
+	k ^= k >> 33
+	k *= 0xff51afd7ed558ccd
+	k ^= k >> 33
+	return k
+}
+
+// lookup returns the port index for (vlan, mac), or -1.
+func (t *fdb) lookup(vlan uint16, mac []byte, now uint32) int {
+	k := fdbKey(vlan, mac)
+	h := fdbHash(k)
+	for i := 0; i < t.probe; i++ {
+		j := (h + uint64(i)) & t.mask
+		switch t.keys[j].Load() {
+		case k:
+			v := t.vals[j].Load()
+			if now-uint32(v) > t.ageing {
+				return -1
+			}
+			return int(v >> 32)
+		case 0:
+			return -1
+		}
+	}
+	return -1
+}
+
+// learnResult says what learn did.
+type learnResult uint8
+
+const (
+	learnKnown     learnResult = iota // entry present and current
+	learnUpdated                      // refreshed or moved
+	learnInserted                     // new entry
+	learnTableFull                    // no slot in the probe window
+	learnPortLimit                    // the port owns its share already
+)
+
+// learn records that mac was seen on port in vlan.
+func (t *fdb) learn(vlan uint16, mac []byte, port int, now uint32) learnResult {
+	k := fdbKey(vlan, mac)
+	h := fdbHash(k)
+	want := uint64(port)<<32 | uint64(now)
+	free := -1
+	for i := 0; i < t.probe; i++ {
+		j := (h + uint64(i)) & t.mask
+		kj := t.keys[j].Load()
+		if kj == k {
+			v := t.vals[j].Load()
+			if v == want || (int(v>>32) == port && now-uint32(v) < 1) {
+				return learnKnown
+			}
+			if old := int(v >> 32); old != port {
+				// A station moved: the entry changes hands.
+				t.perPort[old].Add(-1)
+				t.perPort[port].Add(1)
+			}
+			t.vals[j].Store(want)
+			return learnUpdated
+		}
+		if free < 0 && (kj == 0 || now-uint32(t.vals[j].Load()) > t.ageing) {
+			free = int(j)
+		}
+		if kj == 0 {
+			break
+		}
+	}
+	if free < 0 {
+		return learnTableFull
+	}
+	if t.perPort[port].Load() >= t.portLimit {
+		return learnPortLimit
+	}
+	j := uint64(free)
+	old := t.keys[j].Load()
+	oldVal := t.vals[j].Load()
+	if old != 0 && now-uint32(oldVal) <= t.ageing {
+		return learnTableFull // taken meanwhile
+	}
+	if !t.keys[j].CompareAndSwap(old, k) {
+		return learnTableFull // another worker won the slot; learn next time
+	}
+	if old != 0 {
+		t.perPort[int(oldVal>>32)].Add(-1)
+	}
+	t.vals[j].Store(want)
+	t.perPort[port].Add(1)
+	return learnInserted
+}
+
+// entries returns the number of entries learnt per port (aged ones
+// included until their slot is reused).
+func (t *fdb) entries(port int) int64 { return t.perPort[port].Load() }
+
+// flushPort forgets every entry of a port.
+func (t *fdb) flushPort(port int) {
+	for j := range t.keys {
+		if k := t.keys[j].Load(); k != 0 && int(t.vals[j].Load()>>32) == port {
+			if t.keys[j].CompareAndSwap(k, 0) {
+				t.perPort[port].Add(-1)
+			}
+		}
+	}
+}

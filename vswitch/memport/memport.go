@@ -1,0 +1,243 @@
+// Package memport is an in-memory switch port: a generator that "receives"
+// frames built from templates, and a sink that counts, checks or captures
+// what the switch transmits. It serves tests and benchmarks, so the whole
+// pipeline runs without root, without the kernel, and repeatably.
+//
+// A generator's frames are NBLs from the port's own pool, each with its own
+// frame memory into which the template is copied on every receive (as a NIC
+// would DMA it), so frames do not share bytes and a callout may rewrite
+// them. The port is their originator: when the switch is done with a frame,
+// it comes back to the port (Stats.Returned) and then to the pool.
+package memport
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nblpipe/nblpipe/nbl"
+)
+
+// Config describes a port.
+type Config struct {
+	// Frames are the templates the port receives, in turn. Empty: the port
+	// receives nothing (a pure sink).
+	Frames [][]byte
+	// Limit stops the generator after that many frames (0: no limit).
+	Limit uint64
+	// Pool is the pool the generator allocates from; nil makes one of
+	// PoolSize NBLs (default 4096) with frames large enough for the
+	// largest template.
+	Pool     *nbl.Pool
+	PoolSize int
+	// OnSend, if set, sees every frame the switch transmits on the port,
+	// before the port reclaims it. It runs on the switch's worker and must
+	// not keep the NBL.
+	OnSend func(l *nbl.NetBufferList)
+	// Capture keeps a copy of up to that many transmitted frames (for
+	// tests; it allocates).
+	Capture int
+	// TxSlots bounds the frames sent and not yet reclaimed (default 4096).
+	TxSlots int
+	// SendError, if set, is consulted for each Send: it returns how many of
+	// n frames to accept and the error to return (fault injection).
+	SendError func(n int) (int, error)
+}
+
+// Stats are the port's counters.
+type Stats struct {
+	Generated  uint64 // frames handed to the switch
+	Returned   uint64 // generated frames the switch gave back
+	Sent       uint64 // frames the switch transmitted here
+	SentBytes  uint64
+	Reclaimed  uint64 // transmitted frames given back to the switch
+	PoolEmpty  uint64 // receive calls cut short by an empty pool
+	SendErrors uint64
+}
+
+// Port is an in-memory port. Receive, Send and Reclaim are called by one
+// goroutine (the switch worker that owns the port); Stats and Captured are
+// safe from any goroutine.
+type Port struct {
+	cfg     Config
+	pool    *nbl.Pool
+	ownPool bool
+	cache   *nbl.Cache
+	maxLen  int
+	next    int
+	left    uint64
+	txq     []*nbl.NetBufferList
+	closed  atomic.Bool
+
+	generated, returned, sent, sentBytes, reclaimed, poolEmpty, sendErrors atomic.Uint64
+
+	mu       sync.Mutex
+	captured [][]byte
+}
+
+// New makes a port.
+func New(cfg Config) (*Port, error) {
+	p := &Port{cfg: cfg, left: cfg.Limit}
+	for _, f := range cfg.Frames {
+		if len(f) < 14 {
+			return nil, fmt.Errorf("memport: template of %d bytes is shorter than an Ethernet header", len(f))
+		}
+		p.maxLen = max(p.maxLen, len(f))
+	}
+	if cfg.TxSlots == 0 {
+		cfg.TxSlots = 4096
+		p.cfg.TxSlots = 4096
+	}
+	p.txq = make([]*nbl.NetBufferList, 0, cfg.TxSlots)
+	p.pool = cfg.Pool
+	if p.pool == nil {
+		size := cfg.PoolSize
+		if size == 0 {
+			size = 4096
+		}
+		var err error
+		p.pool, err = nbl.NewPool(nbl.Config{NBLs: size, FrameSize: max(p.maxLen, 64) + 128, Headroom: 128})
+		if err != nil {
+			return nil, err
+		}
+		p.ownPool = true
+	}
+	if len(cfg.Frames) > 0 && p.maxLen+p.pool.Config().Headroom > p.pool.Config().FrameSize {
+		return nil, fmt.Errorf("memport: a %d-byte template does not fit the pool's frames", p.maxLen)
+	}
+	c, err := p.pool.NewCache(256)
+	if err != nil {
+		return nil, err
+	}
+	p.cache = c
+	return p, nil
+}
+
+// Pool returns the pool the port's frames come from.
+func (p *Port) Pool() *nbl.Pool { return p.pool }
+
+// Receive implements vswitch.Port: it fills out with the next frames.
+func (p *Port) Receive(out []*nbl.NetBufferList) (int, error) {
+	if len(p.cfg.Frames) == 0 || p.closed.Load() {
+		return 0, nil
+	}
+	n := len(out)
+	if p.cfg.Limit > 0 && uint64(n) > p.left {
+		n = int(p.left)
+	}
+	headroom := p.pool.Config().Headroom
+	for i := 0; i < n; i++ {
+		tpl := p.cfg.Frames[p.next]
+		l, err := p.cache.Allocate(headroom, len(tpl))
+		if err != nil {
+			p.poolEmpty.Add(1)
+			n = i
+			break
+		}
+		if p.next++; p.next == len(p.cfg.Frames) {
+			p.next = 0
+		}
+		d, _ := l.FirstNetBuffer().Data()
+		copy(d, tpl)
+		l.Originator = p
+		out[i] = l
+	}
+	if p.cfg.Limit > 0 {
+		p.left -= uint64(n)
+	}
+	p.generated.Add(uint64(n))
+	return n, nil
+}
+
+// ReturnNetBufferList implements nbl.Originator.
+func (p *Port) ReturnNetBufferList(*nbl.NetBufferList) { p.returned.Add(1) }
+
+// Send implements vswitch.Port.
+func (p *Port) Send(in []*nbl.NetBufferList) (int, error) {
+	n := min(len(in), cap(p.txq)-len(p.txq))
+	var err error
+	if p.cfg.SendError != nil {
+		var k int
+		k, err = p.cfg.SendError(n)
+		n = min(max(k, 0), n)
+		if err != nil {
+			p.sendErrors.Add(1)
+		}
+	}
+	var bytes uint64
+	for _, l := range in[:n] {
+		bytes += uint64(l.FirstNetBuffer().DataLength())
+		if p.cfg.OnSend != nil {
+			p.cfg.OnSend(l)
+		}
+		if p.cfg.Capture > 0 {
+			p.capture(l)
+		}
+	}
+	p.txq = append(p.txq, in[:n]...)
+	p.sent.Add(uint64(n))
+	p.sentBytes.Add(bytes)
+	return n, err
+}
+
+func (p *Port) capture(l *nbl.NetBufferList) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.captured) >= p.cfg.Capture {
+		return
+	}
+	nb := l.FirstNetBuffer()
+	b := make([]byte, nb.DataLength())
+	nb.CopyOut(b, 0)
+	p.captured = append(p.captured, b)
+}
+
+// Reclaim implements vswitch.Port: everything sent is finished at once.
+func (p *Port) Reclaim(out []*nbl.NetBufferList) int {
+	n := copy(out, p.txq)
+	rest := copy(p.txq, p.txq[n:])
+	clear(p.txq[rest:])
+	p.txq = p.txq[:rest]
+	p.reclaimed.Add(uint64(n))
+	return n
+}
+
+// ErrNotEmpty is returned by Close when frames were never reclaimed.
+var ErrNotEmpty = errors.New("memport: closed with frames not reclaimed")
+
+// Close stops the generator, returns the port's cached NBLs to the pool, and
+// frees the pool if the port made it. It fails if the switch left frames
+// unreclaimed, or, for a pool the port made, if NBLs are still out.
+func (p *Port) Close() error {
+	if p.closed.Swap(true) {
+		return nil
+	}
+	p.cache.Flush()
+	if len(p.txq) > 0 {
+		return fmt.Errorf("%w: %d", ErrNotEmpty, len(p.txq))
+	}
+	if p.ownPool {
+		if !p.pool.Full() {
+			return fmt.Errorf("memport: %d NBLs of the port's pool still in use at close", p.pool.InUse())
+		}
+		return p.pool.Close()
+	}
+	return nil
+}
+
+// Stats returns the port's counters.
+func (p *Port) Stats() Stats {
+	return Stats{
+		Generated: p.generated.Load(), Returned: p.returned.Load(), Sent: p.sent.Load(),
+		SentBytes: p.sentBytes.Load(), Reclaimed: p.reclaimed.Load(), PoolEmpty: p.poolEmpty.Load(),
+		SendErrors: p.sendErrors.Load(),
+	}
+}
+
+// Captured returns copies of the frames captured so far.
+func (p *Port) Captured() [][]byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([][]byte(nil), p.captured...)
+}

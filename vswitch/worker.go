@@ -1,0 +1,616 @@
+package vswitch
+
+import (
+	"context"
+	"encoding/binary"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/nblpipe/nblpipe/inject"
+	"github.com/nblpipe/nblpipe/internal/cpu"
+	"github.com/nblpipe/nblpipe/nbl"
+	"github.com/nblpipe/nblpipe/ring"
+)
+
+// staged is a frame on its way to a port, with whether it is the second or
+// later copy of a flooded frame.
+type staged struct {
+	l         *nbl.NetBufferList
+	multiDest bool
+}
+
+// worker runs to completion over bursts: injected frames and received
+// frames go through ingress classification, learning, forwarding and egress
+// classification into the destination ports' transmit rings; then the
+// worker transmits on its own ports and flushes its completions.
+type worker struct {
+	sw        *Switch
+	id        int
+	ports     []*port
+	caches    []*nbl.Cache // one per pool the worker releases into: ports' and the copy pool
+	copyCache *nbl.Cache   // the switch's copy pool
+	cq        *inject.CompletionQueue
+	injq      *ring.Ring[*nbl.NetBufferList]
+	injecting atomic.Int64 // InjectIngress calls in progress into injq
+
+	burst   []*nbl.NetBufferList
+	txbuf   []*nbl.NetBufferList
+	stage   [][]staged // per destination port
+	dests   []int
+	eng     *engine
+	now     uint32
+	in      IncomingValues
+	meta    Metadata
+	out     ClassifyOut
+	hdr     [18]byte
+	loops   uint64
+	stats   workerStats
+	counts  [][nCounters]uint64      // per port, plus the unknown-port slot
+	pub     [][nCounters]atomic.Uint64
+	pubRights atomic.Uint64
+}
+
+type workerStats struct {
+	rightsViolations uint64
+}
+
+func newWorker(s *Switch, id int) (*worker, error) {
+	injq, err := ring.New[*nbl.NetBufferList](s.cfg.InjectRingSize, ring.MPSC)
+	if err != nil {
+		return nil, err
+	}
+	w := &worker{
+		sw:     s,
+		id:     id,
+		injq:   injq,
+		burst:  make([]*nbl.NetBufferList, s.cfg.Burst),
+		txbuf:  make([]*nbl.NetBufferList, s.cfg.Burst),
+		stage:  make([][]staged, len(s.ports)),
+		dests:  make([]int, 0, len(s.ports)),
+		counts: make([][nCounters]uint64, len(s.ports)+1),
+		pub:    make([][nCounters]atomic.Uint64, len(s.ports)+1),
+	}
+	for i := range w.stage {
+		w.stage[i] = make([]staged, 0, s.cfg.Burst)
+	}
+	if w.copyCache, err = s.copies.NewCache(max(2, s.cfg.Burst*2)); err != nil {
+		return nil, err
+	}
+	w.caches = append(w.caches, w.copyCache)
+	for _, p := range s.ports {
+		pp, ok := p.p.(interface{ Pool() *nbl.Pool })
+		if !ok || pp.Pool() == nil {
+			continue
+		}
+		known := false
+		for _, c := range w.caches {
+			known = known || c.Pool() == pp.Pool()
+		}
+		if !known {
+			c, err := pp.Pool().NewCache(max(2, s.cfg.Burst*4))
+			if err != nil {
+				return nil, err
+			}
+			w.caches = append(w.caches, c)
+		}
+	}
+	return w, nil
+}
+
+func (w *worker) run(ready chan<- error) {
+	defer w.sw.wg.Done()
+	var setupErr error
+	if w.sw.cfg.PinWorkers {
+		unpin, err := cpu.Pin(w.id % runtime.NumCPU())
+		defer unpin()
+		setupErr = err
+	}
+	w.sw.stack.EnterDispatch()
+	defer w.sw.stack.LeaveDispatch()
+	cq, err := inject.NewCompletionQueue(w.sw.stack, 4*w.sw.cfg.Burst, w.caches...)
+	if err != nil {
+		ready <- err
+		return
+	}
+	w.cq = cq
+	ready <- setupErr
+	labels := pprof.Labels("stage", "vswitch-worker", "worker", strconv.Itoa(w.id))
+	pprof.Do(context.Background(), labels, func(context.Context) { w.loop() })
+}
+
+func (w *worker) loop() {
+	idle := 0
+	for !w.sw.stop.Load() {
+		if w.step() {
+			idle = 0
+		} else {
+			idle++
+			switch {
+			case idle < 64:
+			case idle < 4096:
+				runtime.Gosched()
+			default:
+				time.Sleep(20 * time.Microsecond)
+			}
+		}
+		w.loops++
+		if w.loops&63 == 0 || idle == 64 {
+			w.publish()
+		}
+	}
+	w.cq.Flush()
+	w.publish()
+}
+
+// step runs one burst of every stage and reports whether anything moved.
+func (w *worker) step() bool {
+	w.eng = w.sw.engine.snap.Load()
+	w.now = uint32(time.Since(w.sw.start) / time.Second)
+	moved := false
+
+	if n := w.injq.DequeueBurst(w.burst); n > 0 {
+		moved = true
+		for _, l := range w.burst[:n] {
+			idx, ok := w.sw.byID[l.Info.Switch.SourcePortID]
+			if !ok {
+				idx = -1
+			}
+			w.count(idx, cInjected, 1)
+			w.ingress(l, idx, true)
+		}
+		clear(w.burst[:n])
+	}
+	for _, p := range w.ports {
+		n, err := p.p.Receive(w.burst)
+		_ = err // a receive error leaves n frames to process; ports count their own errors
+		if n == 0 {
+			continue
+		}
+		moved = true
+		var bytes uint64
+		for _, l := range w.burst[:n] {
+			l.Info.Switch.SourcePortID = p.cfg.ID
+			l.Info.Switch.SourceNicIndex = p.cfg.NicIndex
+			bytes += uint64(l.FirstNetBuffer().DataLength())
+			w.ingress(l, p.idx, false)
+		}
+		w.count(p.idx, cRxPackets, uint64(n))
+		w.count(p.idx, cRxBytes, bytes)
+		clear(w.burst[:n])
+	}
+	w.flushStages()
+	for _, p := range w.ports {
+		if w.transmit(p) {
+			moved = true
+		}
+	}
+	w.cq.Flush()
+	return moved
+}
+
+// count adds to a per-port counter; idx -1 is the unknown-port slot.
+func (w *worker) count(idx, c int, n uint64) {
+	if idx < 0 {
+		idx = len(w.counts) - 1
+	}
+	w.counts[idx][c] += n
+}
+
+// drop completes a frame that goes no further and counts it.
+func (w *worker) drop(l *nbl.NetBufferList, idx int, r DropReason, st inject.Status) {
+	w.count(idx, cDrop0+int(r), 1)
+	w.cq.Complete(l, st)
+}
+
+// header returns the first bytes of a frame's data, up to 18: from the
+// frame itself when they are contiguous (the usual case), else copied.
+func (w *worker) header(nb *nbl.NetBuffer) []byte {
+	if d, ok := nb.Data(); ok {
+		return d
+	}
+	n := nb.CopyOut(w.hdr[:], 0)
+	return w.hdr[:n]
+}
+
+// ingress takes one frame through the ingress layer, learning and
+// forwarding. idx is the source port's index (-1 for an unknown one).
+func (w *worker) ingress(l *nbl.NetBufferList, idx int, injected bool) {
+	s := w.sw
+	nb := l.FirstNetBuffer()
+	if nb == nil || nb.DataLength() < 14 {
+		w.drop(l, idx, DropMalformed, nbl.StatusInvalidParameter)
+		return
+	}
+	if nb.DataLength() > s.cfg.MaxFrameSize {
+		w.drop(l, idx, DropOversize, inject.STATUS_INVALID_BUFFER_SIZE)
+		return
+	}
+	if l.Tag.Hops > s.cfg.HopLimit {
+		s.logf("vswitch: a frame was injected more than %d times (a reinjection loop?); such frames are dropped", s.cfg.HopLimit)
+		w.drop(l, idx, DropHopLimit, inject.STATUS_HOPLIMIT_EXCEEDED)
+		return
+	}
+	d := w.header(nb)
+	// An in-frame 802.1Q tag moves out of band: the frame is switched
+	// untagged with its tag in Info.Ieee8021Q, and tagged again on egress
+	// where the port wants it.
+	if et := binary.BigEndian.Uint16(d[12:14]); (et == 0x8100 || et == 0x88A8) && !l.Info.Ieee8021Q.Present {
+		if len(d) < 18 {
+			w.drop(l, idx, DropMalformed, nbl.StatusInvalidParameter)
+			return
+		}
+		if !w.stripTag(l, nb) {
+			w.drop(l, idx, DropMalformed, nbl.StatusInvalidParameter)
+			return
+		}
+		d = w.header(nb)
+	}
+	var p *port
+	if idx >= 0 {
+		p = s.ports[idx]
+	}
+	vlan, ok := w.ingressVLAN(l, p)
+	if !ok {
+		w.drop(l, idx, DropVLANMismatch, nbl.StatusInvalidParameter)
+		return
+	}
+	if injected && len(w.eng.ingress) > 0 && !w.hasInjectorFilter(l) {
+		s.injectNoFilter.Add(1)
+	}
+	if len(w.eng.ingress) > 0 && (p == nil || p.cfg.ID != 0) {
+		w.fillIngress(l, d, vlan, p)
+		switch w.classify(w.eng.ingress, &w.in, &w.meta, l) {
+		case verdictBlock:
+			w.drop(l, idx, DropFilterBlock, STATUS_FWP_BLOCKED)
+			return
+		case verdictCalloutBlock:
+			w.drop(l, idx, DropCalloutBlock, STATUS_FWP_BLOCKED)
+			return
+		case verdictAbsorb:
+			w.absorb(l, idx)
+			return
+		}
+	}
+	if p != nil && d[6]&1 == 0 {
+		switch s.fdb.learn(vlan, d[6:12], idx, w.now) {
+		case learnTableFull:
+			s.learnFull.Add(1)
+			s.logf("vswitch: MAC table full: new source addresses are not learnt (their frames are flooded)")
+		case learnPortLimit:
+			s.learnPortLimit.Add(1)
+			s.logf("vswitch: a port reached its MAC address limit; further source addresses on it are not learnt")
+		}
+	}
+	w.forward(l, d, vlan, idx)
+}
+
+// STATUS_FWP_BLOCKED is the status of a frame blocked by a filter or
+// callout (the NTSTATUS of a WFP block).
+const STATUS_FWP_BLOCKED nbl.Status = 0xC022001B
+
+// stripTag removes an in-frame 802.1Q tag into Info.Ieee8021Q.
+func (w *worker) stripTag(l *nbl.NetBufferList, nb *nbl.NetBuffer) bool {
+	var h [16]byte
+	if nb.CopyOut(h[:], 0) < 16 {
+		return false
+	}
+	tci := binary.BigEndian.Uint16(h[14:16])
+	l.Info.Ieee8021Q = nbl.Ieee8021QInfo{
+		VlanID: tci & 0x0FFF, Priority: uint8(tci >> 13), CFI: tci&0x1000 != 0,
+		Present: true, TPID: binary.BigEndian.Uint16(h[12:14]),
+	}
+	// Slide the MAC addresses over the tag, then drop the first 4 bytes.
+	if nb.CopyIn(4, h[0:12]) != 12 {
+		return false
+	}
+	return nb.Advance(4, false) == nil
+}
+
+// ingressVLAN applies the source port's VLAN rules and returns the
+// frame's VLAN.
+func (w *worker) ingressVLAN(l *nbl.NetBufferList, p *port) (uint16, bool) {
+	q := &l.Info.Ieee8021Q
+	tagged := q.Present && q.VlanID != 0
+	if p == nil {
+		if tagged {
+			return q.VlanID, true
+		}
+		return 1, true
+	}
+	if p.cfg.Mode == Access {
+		if tagged && q.VlanID != p.cfg.VLAN {
+			return 0, false
+		}
+		return p.cfg.VLAN, true
+	}
+	if !tagged {
+		return p.cfg.VLAN, p.cfg.VLAN != 0
+	}
+	return q.VlanID, p.allows(q.VlanID)
+}
+
+// hasInjectorFilter reports whether an ingress filter's callout belongs to
+// the handle that injected l (Callout.InjectionHandle).
+func (w *worker) hasInjectorFilter(l *nbl.NetBufferList) bool {
+	for _, f := range w.eng.ingress {
+		if c := f.callout; c != nil && c.InjectionHandle != nil && c.InjectionHandle.ID() == l.Tag.Handle {
+			return true
+		}
+	}
+	return false
+}
+
+// absorb ends the switch's part in a frame a callout absorbed: the switch
+// releases it (a callout that keeps it holds a reference) or, for a frame
+// that another handle injected, completes that injection.
+func (w *worker) absorb(l *nbl.NetBufferList, idx int) {
+	w.count(idx, cAbsorbed, 1)
+	w.cq.Complete(l, inject.STATUS_SUCCESS)
+}
+
+// forward looks the destination up and stages the frame (and copies of it,
+// for flooding) for the destination ports.
+func (w *worker) forward(l *nbl.NetBufferList, d []byte, vlan uint16, src int) {
+	s := w.sw
+	dests := w.dests[:0]
+	if d[0]&1 == 0 {
+		if to := s.fdb.lookup(vlan, d[0:6], w.now); to >= 0 {
+			if to == src {
+				w.drop(l, src, DropNoDestination, nbl.StatusInvalidParameter)
+				return
+			}
+			if s.ports[to].carries(vlan) {
+				w.egress(l, to, vlan, false, src)
+				return
+			}
+		}
+	}
+	for _, p := range s.ports {
+		if p.idx != src && p.carries(vlan) {
+			dests = append(dests, p.idx)
+		}
+	}
+	w.dests = dests
+	switch len(dests) {
+	case 0:
+		w.drop(l, src, DropNoDestination, nbl.StatusInvalidParameter)
+		return
+	case 1:
+		w.egress(l, dests[0], vlan, false, src)
+		return
+	}
+	s.flooded.Add(1)
+	// Copies first, from the untouched frame: egress may rewrite the
+	// original (tags, callouts).
+	for _, to := range dests[1:] {
+		c := w.copyOf(l)
+		if c == nil {
+			w.count(to, cDrop0+int(DropPoolEmpty), 1)
+			continue
+		}
+		w.egress(c, to, vlan, true, src)
+	}
+	w.egress(l, dests[0], vlan, false, src)
+}
+
+// carries reports whether a port is a member of vlan.
+func (p *port) carries(vlan uint16) bool {
+	if p.cfg.Mode == Access || p.cfg.VLAN == vlan {
+		return p.cfg.VLAN == vlan
+	}
+	return p.allows(vlan)
+}
+
+// copyOf makes a copy of a frame in the switch's copy pool, or nil when the
+// pool is empty.
+func (w *worker) copyOf(l *nbl.NetBufferList) *nbl.NetBufferList {
+	nb := l.FirstNetBuffer()
+	n := nb.DataLength()
+	c, err := w.copyCache.Allocate(128, n)
+	if err != nil {
+		return nil
+	}
+	data, _ := c.FirstNetBuffer().Data()
+	nb.CopyOut(data, 0)
+	c.Info = l.Info
+	c.NblFlags = l.NblFlags
+	c.Tag = l.Tag
+	return c
+}
+
+// egress runs the egress layer for one destination, renders the VLAN tag
+// for the port and stages the frame for it.
+func (w *worker) egress(l *nbl.NetBufferList, to int, vlan uint16, multiDest bool, src int) {
+	s := w.sw
+	p := s.ports[to]
+	if len(w.eng.egress) > 0 && p.cfg.ID != 0 {
+		w.fillEgress(l, vlan, p, multiDest)
+		switch w.classify(w.eng.egress, &w.in, &w.meta, l) {
+		case verdictBlock:
+			w.drop(l, to, DropFilterBlock, STATUS_FWP_BLOCKED)
+			return
+		case verdictCalloutBlock:
+			w.drop(l, to, DropCalloutBlock, STATUS_FWP_BLOCKED)
+			return
+		case verdictAbsorb:
+			w.absorb(l, to)
+			return
+		}
+	}
+	if !w.renderVLAN(l, p, vlan) {
+		w.drop(l, to, DropPoolEmpty, nbl.StatusResources)
+		return
+	}
+	st := append(w.stage[to], staged{l: l, multiDest: multiDest})
+	w.stage[to] = st
+	if len(st) == cap(st) {
+		w.flushStage(to)
+	}
+}
+
+// renderVLAN puts the frame's tag on the wire form the port wants: none on
+// an access port or for the trunk's native VLAN, an in-frame 802.1Q tag
+// otherwise. The out-of-band tag is cleared either way.
+func (w *worker) renderVLAN(l *nbl.NetBufferList, p *port, vlan uint16) bool {
+	q := l.Info.Ieee8021Q
+	l.Info.Ieee8021Q = nbl.Ieee8021QInfo{}
+	if p.cfg.Mode == Access || vlan == p.cfg.VLAN {
+		return true
+	}
+	nb := l.FirstNetBuffer()
+	if nb.Retreat(4, 0) != nil {
+		return false
+	}
+	var h [16]byte
+	nb.CopyOut(h[4:16], 4) // the MAC addresses, now 4 bytes in
+	tci := vlan&0x0FFF | uint16(q.Priority&7)<<13
+	if q.CFI {
+		tci |= 0x1000
+	}
+	copy(h[0:12], h[4:16])
+	binary.BigEndian.PutUint16(h[12:14], 0x8100)
+	binary.BigEndian.PutUint16(h[14:16], tci)
+	nb.CopyIn(0, h[:])
+	return true
+}
+
+// flushStages moves every staged frame into its port's transmit ring.
+func (w *worker) flushStages() {
+	for to := range w.stage {
+		if len(w.stage[to]) > 0 {
+			w.flushStage(to)
+		}
+	}
+}
+
+func (w *worker) flushStage(to int) {
+	st := w.stage[to]
+	p := w.sw.ports[to]
+	buf := w.txbuf[:0]
+	for _, e := range st {
+		buf = append(buf, e.l)
+	}
+	n := p.tx.EnqueueBurst(buf)
+	for _, l := range buf[n:] {
+		w.drop(l, to, DropRingFull, inject.STATUS_INSUFFICIENT_RESOURCES)
+	}
+	clear(buf)
+	clear(st)
+	w.stage[to] = st[:0]
+}
+
+// transmit sends what waits in a port's ring and completes what the port
+// has finished with. It reports whether anything moved.
+func (w *worker) transmit(p *port) bool {
+	moved := false
+	for {
+		n := p.tx.DequeueBurst(w.txbuf)
+		if n == 0 {
+			break
+		}
+		moved = true
+		out := w.txbuf[:n]
+		var bytes uint64
+		for _, l := range out {
+			bytes += uint64(l.FirstNetBuffer().DataLength())
+		}
+		sent, _ := p.p.Send(out)
+		sent = min(max(sent, 0), n)
+		var unsentBytes uint64
+		for _, l := range out[sent:] {
+			unsentBytes += uint64(l.FirstNetBuffer().DataLength())
+			w.drop(l, p.idx, DropTxError, nbl.StatusFailure)
+		}
+		w.count(p.idx, cTxPackets, uint64(sent))
+		w.count(p.idx, cTxBytes, bytes-unsentBytes)
+		clear(out)
+		if n < len(w.txbuf) {
+			break
+		}
+	}
+	for {
+		n := p.p.Reclaim(w.txbuf)
+		if n == 0 {
+			break
+		}
+		moved = true
+		for _, l := range w.txbuf[:n] {
+			w.cq.Complete(l, inject.STATUS_SUCCESS)
+		}
+		clear(w.txbuf[:n])
+	}
+	return moved
+}
+
+// drain completes everything left in the worker's rings after it stopped
+// (the switch is closing).
+func (w *worker) drain() {
+	for {
+		n := w.injq.DequeueBurst(w.burst)
+		if n == 0 {
+			break
+		}
+		for _, l := range w.burst[:n] {
+			idx, ok := w.sw.byID[l.Info.Switch.SourcePortID]
+			if !ok {
+				idx = -1
+			}
+			w.drop(l, idx, DropClosed, inject.STATUS_INVALID_DEVICE_STATE)
+		}
+		clear(w.burst[:n])
+	}
+	w.flushStages()
+	for _, p := range w.ports {
+		for {
+			n := p.tx.DequeueBurst(w.txbuf)
+			if n == 0 {
+				break
+			}
+			for _, l := range w.txbuf[:n] {
+				w.drop(l, p.idx, DropClosed, inject.STATUS_INVALID_DEVICE_STATE)
+			}
+			clear(w.txbuf[:n])
+		}
+		for {
+			n := p.p.Reclaim(w.txbuf)
+			if n == 0 {
+				break
+			}
+			for _, l := range w.txbuf[:n] {
+				w.cq.Complete(l, inject.STATUS_SUCCESS)
+			}
+			clear(w.txbuf[:n])
+		}
+	}
+	w.cq.Flush()
+}
+
+// publish copies the worker's counters where Stats can read them.
+func (w *worker) publish() {
+	for i := range w.counts {
+		for c := range w.counts[i] {
+			if v := w.counts[i][c]; v != w.pub[i][c].Load() {
+				w.pub[i][c].Store(v)
+			}
+		}
+	}
+	if w.stats.rightsViolations != w.pubRights.Load() {
+		w.pubRights.Store(w.stats.rightsViolations)
+	}
+}
+
+func (w *worker) read(i int, ps *PortStats) {
+	c := &w.pub[i]
+	ps.RxPackets += c[cRxPackets].Load()
+	ps.RxBytes += c[cRxBytes].Load()
+	ps.TxPackets += c[cTxPackets].Load()
+	ps.TxBytes += c[cTxBytes].Load()
+	ps.Injected += c[cInjected].Load()
+	ps.Absorbed += c[cAbsorbed].Load()
+	for r := range ps.Drops {
+		ps.Drops[r] += c[cDrop0+r].Load()
+	}
+}
