@@ -32,6 +32,13 @@ import (
 
 type options struct {
 	duration   time.Duration
+	warmup     time.Duration
+	microDur   time.Duration
+	bursts     []int
+	workers    []int
+	sizes      []int
+	perf       bool
+	noMicro    bool
 	count      int
 	jsonOut    bool
 	scenario   string
@@ -51,9 +58,21 @@ type Result struct {
 	GCCycles     uint32   `json:"gc_cycles"`
 	P50Ns        *float64 `json:"p50_ns"`
 	P99Ns        *float64 `json:"p99_ns"`
+	P999Ns       *float64 `json:"p999_ns"`
+	Gbps         float64  `json:"gbps,omitempty"`
+	Packets      uint64   `json:"packets,omitempty"`
+	Scenario     string   `json:"scenario,omitempty"`
+	FrameSize    int      `json:"frame_size,omitempty"`
+	Burst        int      `json:"burst,omitempty"`
+	Workers      int      `json:"workers,omitempty"`
 	Baseline     string   `json:"baseline,omitempty"`
 	Speedup      float64  `json:"speedup,omitempty"` // baseline ns per item / ours
-	Runs         int      `json:"runs"`
+	// BatchBaseline and BatchSpeedup compare with the channel-of-batches
+	// pipeline.
+	BatchBaseline string  `json:"batch_baseline,omitempty"`
+	BatchSpeedup  float64 `json:"batch_speedup,omitempty"`
+	Runs          int     `json:"runs"`
+	Error         string  `json:"error,omitempty"`
 }
 
 // Report is what -json prints.
@@ -81,14 +100,32 @@ type machine struct {
 func main() {
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
-	fs.DurationVar(&o.duration, "duration", 200*time.Millisecond, "time to run each measurement (each of -count runs)")
-	fs.IntVar(&o.count, "count", 3, "runs per measurement; the report gives the median")
+	fs.DurationVar(&o.duration, "duration", 300*time.Millisecond, "time to measure each pipeline run (after -warmup)")
+	fs.DurationVar(&o.warmup, "warmup", 50*time.Millisecond, "time to run each pipeline before measuring")
+	fs.DurationVar(&o.microDur, "micro-duration", 200*time.Millisecond, "time to run each ring/pool micro-benchmark (each of -count runs)")
+	burst := fs.String("burst", "1,8,32,128", "comma-separated burst sizes")
+	workers := fs.String("workers", "1,ncpu", "comma-separated worker counts (ncpu: one per CPU)")
+	sizes := fs.String("size", "64,1500", "comma-separated frame sizes in bytes")
+	fs.BoolVar(&o.perf, "perf", false, "print the PID and hold the first matching pipeline scenario at steady state for -duration, for perf record -p PID")
+	fs.BoolVar(&o.noMicro, "no-micro", false, "skip the ring and pool micro-benchmarks")
+	fs.IntVar(&o.count, "count", 3, "runs per micro-benchmark; the report gives the median")
 	fs.BoolVar(&o.jsonOut, "json", false, "print machine-readable results on stdout instead of the report")
 	fs.StringVar(&o.scenario, "scenario", "", "run only the measurements whose name matches this regular expression")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile to this file")
 	fs.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile to this file at the end")
 	fs.StringVar(&o.trace, "trace", "", "write an execution trace to this file")
 	_ = fs.Parse(os.Args[1:])
+	var err error
+	for _, l := range []struct {
+		s   string
+		dst *[]int
+		f   string
+	}{{*burst, &o.bursts, "-burst"}, {*workers, &o.workers, "-workers"}, {*sizes, &o.sizes, "-size"}} {
+		if *l.dst, err = parseInts(l.s); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %s: %v\n", l.f, err)
+			os.Exit(2)
+		}
+	}
 	if err := run(o, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -106,8 +143,11 @@ func run(o options, w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("-scenario: %w", err)
 	}
+	if len(o.bursts) == 0 {
+		o.bursts, o.workers, o.sizes = []int{32}, []int{1}, []int{64}
+	}
 	testing.Init()
-	if err := flag.CommandLine.Set("test.benchtime", o.duration.String()); err != nil {
+	if err := flag.CommandLine.Set("test.benchtime", o.microDur.String()); err != nil {
 		return err
 	}
 	if o.cpuprofile != "" {
@@ -133,13 +173,36 @@ func run(o options, w io.Writer) error {
 		defer trace.Stop()
 	}
 
+	if o.perf {
+		return holdForPerf(w, o, re, os.Getpid())
+	}
 	rep := Report{Machine: describeMachine()}
+	progress := func(string) {}
 	if !o.jsonOut {
 		printMachine(w, rep.Machine)
-		fmt.Fprintf(w, "\nRing and pool micro-figures: median of %d runs of %v each; lower ns/item is better.\n", o.count, o.duration)
-		fmt.Fprintln(w, "Baselines (Go channels, sync.Pool) run in the same process, just before the figures compared with them.")
+		progress = newProgress(w)
 	}
-	rep.Results = runMicro(o, re)
+	pipe, err := pipelineRuns(o, re, progress)
+	progress("")
+	if err != nil {
+		return err
+	}
+	if !o.jsonOut && len(pipe) > 0 {
+		fmt.Fprintf(w, "\nPipeline: a switch with two in-memory ports sending to each other, %v per run after %v of warm-up.\n", o.duration, o.warmup)
+		fmt.Fprintln(w, "Each scenario's two baselines (goroutine per stage joined by channels, sync.Pool buffers) ran just before it, in this process.")
+		fmt.Fprintln(w, "Latency: receive-to-transmit of every 61st frame, with at most 1024 frames in flight per port (2048 for the baselines).")
+		printPipeline(w, pipe)
+	}
+	var micro []Result
+	if !o.noMicro {
+		micro = runMicro(o, re)
+	}
+	rep.Results = append(pipe, micro...)
+	if !o.jsonOut && len(micro) > 0 {
+		fmt.Fprintf(w, "\nRing and pool micro-figures: median of %d runs of %v each; lower ns/item is better.\n", o.count, o.microDur)
+		fmt.Fprintln(w, "Baselines (Go channels, sync.Pool) run in the same process, just before the figures compared with them.")
+		printMicro(w, micro)
+	}
 	if o.memprofile != "" {
 		f, err := os.Create(o.memprofile)
 		if err != nil {
@@ -156,7 +219,6 @@ func run(o options, w io.Writer) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
-	printMicro(w, rep.Results)
 	return nil
 }
 

@@ -168,10 +168,11 @@ func (q *CompletionQueue) endRun() {
 // release ends the journey of an NBL that has no completion function. An
 // original injected with a nil completion function carries its injector's
 // reference (a callout references an NBL before absorbing it, so that it
-// survives the classify); the injection consumes that reference. Otherwise
-// the holder is done with it and it is released.
+// survives the classify; the injection checks the reference is there); the
+// completion drops that reference. An NBL that was not injected is
+// released: its holder is done with it.
 func (q *CompletionQueue) release(l *nbl.NetBufferList, injected bool) {
-	if injected && l.RefCount() > 0 {
+	if injected {
 		l.Dereference()
 		return
 	}

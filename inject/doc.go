@@ -45,8 +45,11 @@
 //     changed: the caller still owns every NBL.
 //   - A completion function is required for clones and for NBLs the caller
 //     allocated, in which it frees them. It may be nil for unaltered
-//     originals (NBLs lent by a port), which go back to their originator
-//     when their journey ends.
+//     originals (NBLs lent by a port) on which the injector holds a
+//     reference (a callout takes one before it absorbs the NBL): the
+//     injection takes the reference over and drops it at completion, after
+//     which the original goes back to its originator once nothing else
+//     holds it.
 //   - Completions are batched: a worker gathers finished NBLs in its
 //     CompletionQueue and flushes at the end of each burst; a flush runs
 //     the completion functions, then updates each handle's pending count

@@ -24,8 +24,9 @@ const MaxChain = 1 << 16
 // checkChain walks a chain and checks each NBL: from a pool, not in flight
 // through another injection, and, when done is empty, an original (not a
 // clone, and lent by an originator rather than made by the caller;
-// conformance case 29). It returns the number of NBLs. A chain that loops
-// or exceeds MaxChain is refused. Nothing is changed.
+// conformance case 29) that the injector holds a reference on. It returns
+// the number of NBLs. A chain that loops or exceeds MaxChain is refused.
+// Nothing is changed.
 func checkChain(head *nbl.NetBufferList, done Done) (int, error) {
 	if head == nil {
 		return 0, fmt.Errorf("%w: no NBL to inject", ErrInvalidParameter)
@@ -42,8 +43,13 @@ func checkChain(head *nbl.NetBufferList, done Done) (int, error) {
 		if l.Completion.Owner != nil {
 			return 0, fmt.Errorf("%w: NBL %d of the chain is already in flight through an injection", ErrInvalidParameter, n)
 		}
-		if done.empty() && (l.IsClone() || l.Originator == nil) {
-			return 0, fmt.Errorf("%w: NBL %d is a clone or was allocated by the caller: it needs a completion function to be freed in", ErrInvalidParameter, n)
+		if done.empty() {
+			if l.IsClone() || l.Originator == nil {
+				return 0, fmt.Errorf("%w: NBL %d is a clone or was allocated by the caller: it needs a completion function to be freed in", ErrInvalidParameter, n)
+			}
+			if l.RefCount() < 1 {
+				return 0, fmt.Errorf("%w: NBL %d is injected without a completion function but holds no reference: reference it first (the injection takes the reference over)", ErrInvalidParameter, n)
+			}
 		}
 		n++
 		l = l.Next

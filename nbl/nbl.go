@@ -129,6 +129,19 @@ type Info struct {
 	// says what it covers; 0 if none.
 	Hash     uint32
 	HashType uint8
+	// Switch is the virtual-switch forwarding detail
+	// (NDIS_SWITCH_FORWARDING_DETAIL_NET_BUFFER_LIST_INFO).
+	Switch SwitchForwardingDetail
+}
+
+// SwitchForwardingDetail is where a frame entered a virtual switch, the
+// model of NDIS_SWITCH_FORWARDING_DETAIL_NET_BUFFER_LIST_INFO.
+type SwitchForwardingDetail struct {
+	SourcePortID   uint32 // NDIS_SWITCH_PORT_ID
+	SourceNicIndex uint16 // NDIS_SWITCH_NIC_INDEX
+	// IsPacketDataSafe says the data may be read without copying it first
+	// (the switch's frames are always in its own memory).
+	IsPacketDataSafe bool
 }
 
 // NetBufferList is a list of packets that travel together, the model of

@@ -59,6 +59,9 @@ type Config struct {
 	// NetworkType is the VSWITCH_NETWORK_TYPE value classifies see
 	// (FWP_VSWITCH_NETWORK_TYPE_*; default UNKNOWN).
 	NetworkType uint8
+	// ProfileLabels are extra pprof label pairs (key, value, ...) the
+	// workers carry besides stage and worker, e.g. "scenario", "forward".
+	ProfileLabels []string
 	// Logger receives the switch's rare events (a callout disabled after a
 	// panic, a table full); default slog.Default(). Each kind is logged
 	// once, not per frame.
@@ -101,6 +104,8 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("vswitch: Burst %d out of 1-1024", c.Burst)
 	case c.MaxFrameSize < 64:
 		return fmt.Errorf("vswitch: MaxFrameSize %d below 64", c.MaxFrameSize)
+	case len(c.ProfileLabels)%2 != 0:
+		return fmt.Errorf("vswitch: ProfileLabels must be key, value pairs")
 	case c.CopyPoolSize < 1 || c.FDBSize < 1 || c.FDBPortLimit < 1:
 		return fmt.Errorf("vswitch: CopyPoolSize, FDBSize and FDBPortLimit must be positive")
 	}
@@ -240,6 +245,11 @@ func (s *Switch) Start() error {
 	for _, p := range s.ports {
 		p.owner = s.workers[p.idx%len(s.workers)]
 		p.owner.ports = append(p.owner.ports, p)
+	}
+	for _, w := range s.workers {
+		if err := w.setupCaches(); err != nil {
+			return err
+		}
 	}
 	if err := s.stack.RegisterVSwitch(s); err != nil {
 		s.state.Store(stateSetup)

@@ -36,20 +36,20 @@ type worker struct {
 	injq      *ring.Ring[*nbl.NetBufferList]
 	injecting atomic.Int64 // InjectIngress calls in progress into injq
 
-	burst   []*nbl.NetBufferList
-	txbuf   []*nbl.NetBufferList
-	stage   [][]staged // per destination port
-	dests   []int
-	eng     *engine
-	now     uint32
-	in      IncomingValues
-	meta    Metadata
-	out     ClassifyOut
-	hdr     [18]byte
-	loops   uint64
-	stats   workerStats
-	counts  [][nCounters]uint64      // per port, plus the unknown-port slot
-	pub     [][nCounters]atomic.Uint64
+	burst     []*nbl.NetBufferList
+	txbuf     []*nbl.NetBufferList
+	stage     [][]staged // per destination port
+	dests     []int
+	eng       *engine
+	now       uint32
+	in        IncomingValues
+	meta      Metadata
+	out       ClassifyOut
+	hdr       [18]byte
+	loops     uint64
+	stats     workerStats
+	counts    [][nCounters]uint64 // per port, plus the unknown-port slot
+	pub       [][nCounters]atomic.Uint64
 	pubRights atomic.Uint64
 }
 
@@ -80,24 +80,39 @@ func newWorker(s *Switch, id int) (*worker, error) {
 		return nil, err
 	}
 	w.caches = append(w.caches, w.copyCache)
-	for _, p := range s.ports {
+	return w, nil
+}
+
+// setupCaches gives the worker an NBL cache for every pool it may release
+// into. For the pool of a port it serves, it shares the port's own cache
+// when the port offers one (both run on this worker's goroutine), so a
+// released frame is the next one received, still warm in this core's
+// cache.
+func (w *worker) setupCaches() error {
+	for _, p := range w.sw.ports {
 		pp, ok := p.p.(interface{ Pool() *nbl.Pool })
 		if !ok || pp.Pool() == nil {
 			continue
 		}
-		known := false
+		pool := pp.Pool()
+		have := false
 		for _, c := range w.caches {
-			known = known || c.Pool() == pp.Pool()
+			have = have || c.Pool() == pool
 		}
-		if !known {
-			c, err := pp.Pool().NewCache(max(2, s.cfg.Burst*4))
-			if err != nil {
-				return nil, err
-			}
-			w.caches = append(w.caches, c)
+		if have {
+			continue
 		}
+		if pc, ok := p.p.(interface{ Cache() *nbl.Cache }); ok && p.owner == w && pc.Cache() != nil && pc.Cache().Pool() == pool {
+			w.caches = append(w.caches, pc.Cache())
+			continue
+		}
+		c, err := pool.NewCache(max(2, w.sw.cfg.Burst*4))
+		if err != nil {
+			return err
+		}
+		w.caches = append(w.caches, c)
 	}
-	return w, nil
+	return nil
 }
 
 func (w *worker) run(ready chan<- error) {
@@ -117,7 +132,7 @@ func (w *worker) run(ready chan<- error) {
 	}
 	w.cq = cq
 	ready <- setupErr
-	labels := pprof.Labels("stage", "vswitch-worker", "worker", strconv.Itoa(w.id))
+	labels := pprof.Labels(append([]string{"stage", "vswitch-worker", "worker", strconv.Itoa(w.id)}, w.sw.cfg.ProfileLabels...)...)
 	pprof.Do(context.Background(), labels, func(context.Context) { w.loop() })
 }
 
@@ -151,7 +166,13 @@ func (w *worker) step() bool {
 	w.now = uint32(time.Since(w.sw.start) / time.Second)
 	moved := false
 
-	if n := w.injq.DequeueBurst(w.burst); n > 0 {
+	// Injected frames first: they hold pool memory and a callout's
+	// references, and they are the ones a reinjecting callout waits for.
+	for range 4 {
+		n := w.injq.DequeueBurst(w.burst)
+		if n == 0 {
+			break
+		}
 		moved = true
 		for _, l := range w.burst[:n] {
 			idx, ok := w.sw.byID[l.Info.Switch.SourcePortID]
@@ -163,7 +184,14 @@ func (w *worker) step() bool {
 		}
 		clear(w.burst[:n])
 	}
+	// Backpressure: while the injection ring is more than half full, take
+	// no new frames from the ports; they wait in their own queues (for a
+	// kernel port, its ring) instead of being dropped here.
+	receive := w.injq.Len() <= w.injq.Cap()/2
 	for _, p := range w.ports {
+		if !receive {
+			break
+		}
 		n, err := p.p.Receive(w.burst)
 		_ = err // a receive error leaves n frames to process; ports count their own errors
 		if n == 0 {
@@ -270,7 +298,7 @@ func (w *worker) ingress(l *nbl.NetBufferList, idx int, injected bool) {
 			w.drop(l, idx, DropCalloutBlock, STATUS_FWP_BLOCKED)
 			return
 		case verdictAbsorb:
-			w.absorb(l, idx)
+			w.absorb(l, idx, injected)
 			return
 		}
 	}
@@ -284,7 +312,7 @@ func (w *worker) ingress(l *nbl.NetBufferList, idx int, injected bool) {
 			s.logf("vswitch: a port reached its MAC address limit; further source addresses on it are not learnt")
 		}
 	}
-	w.forward(l, d, vlan, idx)
+	w.forward(l, d, vlan, idx, injected)
 }
 
 // STATUS_FWP_BLOCKED is the status of a frame blocked by a filter or
@@ -343,17 +371,35 @@ func (w *worker) hasInjectorFilter(l *nbl.NetBufferList) bool {
 	return false
 }
 
-// absorb ends the switch's part in a frame a callout absorbed: the switch
-// releases it (a callout that keeps it holds a reference) or, for a frame
-// that another handle injected, completes that injection.
-func (w *worker) absorb(l *nbl.NetBufferList, idx int) {
+// absorb ends the switch's part in a frame a callout absorbed. A frame the
+// switch received, or copied, is released: it leaves now, or when the
+// callout drops the reference it took to keep it. A frame that arrived by
+// injection is completed: for the switch its journey is over.
+func (w *worker) absorb(l *nbl.NetBufferList, idx int, injected bool) {
 	w.count(idx, cAbsorbed, 1)
-	w.cq.Complete(l, inject.STATUS_SUCCESS)
+	if injected {
+		w.cq.Complete(l, inject.STATUS_SUCCESS)
+		return
+	}
+	w.release(l)
+}
+
+// release releases a frame the switch owns through the worker's cache for
+// its pool.
+func (w *worker) release(l *nbl.NetBufferList) {
+	p := l.Pool()
+	for _, c := range w.caches {
+		if c.Pool() == p {
+			c.Release(l)
+			return
+		}
+	}
+	p.Release(l)
 }
 
 // forward looks the destination up and stages the frame (and copies of it,
 // for flooding) for the destination ports.
-func (w *worker) forward(l *nbl.NetBufferList, d []byte, vlan uint16, src int) {
+func (w *worker) forward(l *nbl.NetBufferList, d []byte, vlan uint16, src int, injected bool) {
 	s := w.sw
 	dests := w.dests[:0]
 	if d[0]&1 == 0 {
@@ -363,7 +409,7 @@ func (w *worker) forward(l *nbl.NetBufferList, d []byte, vlan uint16, src int) {
 				return
 			}
 			if s.ports[to].carries(vlan) {
-				w.egress(l, to, vlan, false, src)
+				w.egress(l, to, vlan, false, injected)
 				return
 			}
 		}
@@ -379,7 +425,7 @@ func (w *worker) forward(l *nbl.NetBufferList, d []byte, vlan uint16, src int) {
 		w.drop(l, src, DropNoDestination, nbl.StatusInvalidParameter)
 		return
 	case 1:
-		w.egress(l, dests[0], vlan, false, src)
+		w.egress(l, dests[0], vlan, false, injected)
 		return
 	}
 	s.flooded.Add(1)
@@ -391,9 +437,9 @@ func (w *worker) forward(l *nbl.NetBufferList, d []byte, vlan uint16, src int) {
 			w.count(to, cDrop0+int(DropPoolEmpty), 1)
 			continue
 		}
-		w.egress(c, to, vlan, true, src)
+		w.egress(c, to, vlan, true, false)
 	}
-	w.egress(l, dests[0], vlan, false, src)
+	w.egress(l, dests[0], vlan, false, injected)
 }
 
 // carries reports whether a port is a member of vlan.
@@ -423,7 +469,7 @@ func (w *worker) copyOf(l *nbl.NetBufferList) *nbl.NetBufferList {
 
 // egress runs the egress layer for one destination, renders the VLAN tag
 // for the port and stages the frame for it.
-func (w *worker) egress(l *nbl.NetBufferList, to int, vlan uint16, multiDest bool, src int) {
+func (w *worker) egress(l *nbl.NetBufferList, to int, vlan uint16, multiDest, injected bool) {
 	s := w.sw
 	p := s.ports[to]
 	if len(w.eng.egress) > 0 && p.cfg.ID != 0 {
@@ -436,7 +482,7 @@ func (w *worker) egress(l *nbl.NetBufferList, to int, vlan uint16, multiDest boo
 			w.drop(l, to, DropCalloutBlock, STATUS_FWP_BLOCKED)
 			return
 		case verdictAbsorb:
-			w.absorb(l, to)
+			w.absorb(l, to, injected)
 			return
 		}
 	}

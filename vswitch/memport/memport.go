@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nblpipe/nblpipe/nbl"
 )
@@ -31,6 +32,10 @@ type Config struct {
 	// largest template.
 	Pool     *nbl.Pool
 	PoolSize int
+	// MaxInFlight bounds the generated frames not yet returned (0: only the
+	// pool bounds them), like a sender with a window; it keeps queues, and
+	// so latency, short when the switch is the bottleneck.
+	MaxInFlight int
 	// OnSend, if set, sees every frame the switch transmits on the port,
 	// before the port reclaims it. It runs on the switch's worker and must
 	// not keep the NBL.
@@ -40,6 +45,15 @@ type Config struct {
 	Capture int
 	// TxSlots bounds the frames sent and not yet reclaimed (default 4096).
 	TxSlots int
+	// StampEvery, if not 0, stamps every StampEvery-th generated frame with
+	// its receive time (Info.Timestamp, from Clock), and the sink side
+	// records the time from that stamp to Send for each stamped frame it
+	// transmits, in a ring of the last LatencySamples (default 65536).
+	StampEvery     int
+	LatencySamples int
+	// Clock returns nanoseconds on a monotonic clock, the same for every
+	// port (default: since the package was loaded).
+	Clock func() int64
 	// SendError, if set, is consulted for each Send: it returns how many of
 	// n frames to accept and the error to return (fault injection).
 	SendError func(n int) (int, error)
@@ -74,11 +88,31 @@ type Port struct {
 
 	mu       sync.Mutex
 	captured [][]byte
+
+	stampN int
+	lat    []int64
+	latN   atomic.Uint64
 }
+
+var epoch = time.Now()
+
+// monotonic is the default Clock: nanoseconds since the package loaded, so
+// the stamps of one port compare with the clock of another.
+func monotonic() int64 { return int64(time.Since(epoch)) }
 
 // New makes a port.
 func New(cfg Config) (*Port, error) {
 	p := &Port{cfg: cfg, left: cfg.Limit}
+	if cfg.Clock == nil {
+		p.cfg.Clock = monotonic
+	}
+	if cfg.StampEvery > 0 {
+		n := cfg.LatencySamples
+		if n <= 0 {
+			n = 65536
+		}
+		p.lat = make([]int64, n)
+	}
 	for _, f := range cfg.Frames {
 		if len(f) < 14 {
 			return nil, fmt.Errorf("memport: template of %d bytes is shorter than an Ethernet header", len(f))
@@ -117,6 +151,10 @@ func New(cfg Config) (*Port, error) {
 // Pool returns the pool the port's frames come from.
 func (p *Port) Pool() *nbl.Pool { return p.pool }
 
+// Cache returns the port's NBL cache. The switch worker that serves the
+// port releases the port's frames into it, on the same goroutine.
+func (p *Port) Cache() *nbl.Cache { return p.cache }
+
 // Receive implements vswitch.Port: it fills out with the next frames.
 func (p *Port) Receive(out []*nbl.NetBufferList) (int, error) {
 	if len(p.cfg.Frames) == 0 || p.closed.Load() {
@@ -125,6 +163,10 @@ func (p *Port) Receive(out []*nbl.NetBufferList) (int, error) {
 	n := len(out)
 	if p.cfg.Limit > 0 && uint64(n) > p.left {
 		n = int(p.left)
+	}
+	if p.cfg.MaxInFlight > 0 {
+		inFlight := int(p.generated.Load() - p.returned.Load())
+		n = min(n, max(0, p.cfg.MaxInFlight-inFlight))
 	}
 	headroom := p.pool.Config().Headroom
 	for i := 0; i < n; i++ {
@@ -141,6 +183,12 @@ func (p *Port) Receive(out []*nbl.NetBufferList) (int, error) {
 		d, _ := l.FirstNetBuffer().Data()
 		copy(d, tpl)
 		l.Originator = p
+		if p.cfg.StampEvery > 0 {
+			if p.stampN++; p.stampN == p.cfg.StampEvery {
+				p.stampN = 0
+				l.Info.Timestamp = p.cfg.Clock()
+			}
+		}
 		out[i] = l
 	}
 	if p.cfg.Limit > 0 {
@@ -166,8 +214,16 @@ func (p *Port) Send(in []*nbl.NetBufferList) (int, error) {
 		}
 	}
 	var bytes uint64
+	var now int64
 	for _, l := range in[:n] {
 		bytes += uint64(l.FirstNetBuffer().DataLength())
+		if ts := l.Info.Timestamp; ts != 0 && p.lat != nil {
+			if now == 0 {
+				now = p.cfg.Clock()
+			}
+			i := p.latN.Add(1) - 1
+			p.lat[i%uint64(len(p.lat))] = now - ts
+		}
 		if p.cfg.OnSend != nil {
 			p.cfg.OnSend(l)
 		}
@@ -233,6 +289,14 @@ func (p *Port) Stats() Stats {
 		SentBytes: p.sentBytes.Load(), Reclaimed: p.reclaimed.Load(), PoolEmpty: p.poolEmpty.Load(),
 		SendErrors: p.sendErrors.Load(),
 	}
+}
+
+// Latencies returns the recorded receive-to-send times in nanoseconds (the
+// most recent ones when more were recorded than the ring holds). Call it
+// when the switch is stopped.
+func (p *Port) Latencies() []int64 {
+	n := min(p.latN.Load(), uint64(len(p.lat)))
+	return append([]int64(nil), p.lat[:n]...)
 }
 
 // Captured returns copies of the frames captured so far.

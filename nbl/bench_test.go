@@ -1,0 +1,168 @@
+package nbl_test
+
+import (
+	"sync"
+	"testing"
+
+	"github.com/nblpipe/nblpipe/nbl"
+)
+
+// reportPerPacket adds ns/pkt and Mpps for pkts packets per iteration.
+// Call it after the b.Loop loop.
+func reportPerPacket(b *testing.B, pkts int) {
+	if b.N == 0 {
+		return
+	}
+	ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N*pkts)
+	b.ReportMetric(ns, "ns/pkt")
+	if ns > 0 {
+		b.ReportMetric(1e3/ns, "Mpps")
+	}
+}
+
+func benchPool(b *testing.B) (*nbl.Pool, *nbl.Cache) {
+	p := newPool(b, nbl.Config{NBLs: 4096})
+	return p, newCache(b, p, 256)
+}
+
+// BenchmarkAllocateBurst32FreeBurst is the receive path's descriptor cost:
+// 32 NBLs around fresh frames from a per-worker cache, and back.
+func BenchmarkAllocateBurst32FreeBurst(b *testing.B) {
+	p, c := benchPool(b)
+	out := make([]*nbl.NetBufferList, 32)
+	b.ReportAllocs()
+	for b.Loop() {
+		if c.AllocateBurst(out, 60) != 32 {
+			b.Fatal("short burst")
+		}
+		if n, err := c.FreeBurst(out); n != 32 || err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportPerPacket(b, 32)
+	checkFull(b, p, c)
+}
+
+func BenchmarkAllocateFree(b *testing.B) {
+	p, c := benchPool(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		l, err := c.Allocate(128, 60)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Free(l); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportPerPacket(b, 1)
+	checkFull(b, p, c)
+}
+
+func BenchmarkCloneFreeClone(b *testing.B) {
+	p, c := benchPool(b)
+	orig := mustAllocate(b, c, 128, 60)
+	b.ReportAllocs()
+	for b.Loop() {
+		cl, err := c.Clone(orig)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.FreeClone(cl); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportPerPacket(b, 1)
+	must(b, c.Free(orig), "Free")
+	checkFull(b, p, c)
+}
+
+// BenchmarkRetreatAdvance prepends and strips an Ethernet header inside the
+// backfill.
+func BenchmarkRetreatAdvance(b *testing.B) {
+	p, c := benchPool(b)
+	l := mustAllocate(b, c, 128, 60)
+	nb := l.FirstNetBuffer()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := nb.Retreat(14, 0); err != nil {
+			b.Fatal(err)
+		}
+		if err := nb.Advance(14, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportPerPacket(b, 1)
+	must(b, c.Free(l), "Free")
+	checkFull(b, p, c)
+}
+
+func BenchmarkReferenceDereference(b *testing.B) {
+	p, c := benchPool(b)
+	l := mustAllocate(b, c, 128, 60)
+	b.ReportAllocs()
+	for b.Loop() {
+		l.Reference()
+		l.Dereference()
+	}
+	reportPerPacket(b, 1)
+	must(b, c.Free(l), "Free")
+	checkFull(b, p, c)
+}
+
+func BenchmarkDecodeEthIPv4UDP(b *testing.B) {
+	p, c := benchPool(b)
+	frame := udpFrame(b, make([]byte, 18))
+	l, err := c.AllocateCopy(frame)
+	must(b, err, "AllocateCopy")
+	nb := l.FirstNetBuffer()
+	d := nbl.NewDecoder(2048)
+	b.SetBytes(int64(len(frame)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := d.Decode(nb); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportPerPacket(b, 1)
+	must(b, c.Free(l), "Free")
+	checkFull(b, p, c)
+}
+
+// The baseline: the same descriptor-plus-buffer round trip through
+// sync.Pool, the standard library's answer.
+
+type poolPacket struct {
+	off, length uint32
+	next        *poolPacket
+	flags       uint32
+	buf         *[2048]byte
+}
+
+var packetPool = sync.Pool{New: func() any { return &poolPacket{buf: new([2048]byte)} }}
+
+func BenchmarkSyncPoolBaseline(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		pk := packetPool.Get().(*poolPacket)
+		pk.off, pk.length = 128, 60
+		packetPool.Put(pk)
+	}
+	reportPerPacket(b, 1)
+}
+
+func BenchmarkSyncPoolBaselineBurst32(b *testing.B) {
+	var out [32]*poolPacket
+	b.ReportAllocs()
+	for b.Loop() {
+		for i := range out {
+			pk := packetPool.Get().(*poolPacket)
+			pk.off, pk.length = 128, 60
+			out[i] = pk
+		}
+		for _, pk := range out {
+			packetPool.Put(pk)
+		}
+	}
+	reportPerPacket(b, 32)
+}
