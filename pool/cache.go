@@ -67,7 +67,9 @@ func (c *Cache[T]) Put(v *T) {
 }
 
 // GetBulk fills all of out and returns true, or takes nothing and returns
-// false when the cache and the pool together hold fewer than len(out).
+// false. A request no larger than the cache fails only when the cache and
+// the pool together hold fewer than len(out); a larger one goes to the pool
+// alone and fails when the pool holds fewer.
 func (c *Cache[T]) GetBulk(out []*T) bool {
 	want := len(out)
 	if want > len(c.objs) {
