@@ -237,11 +237,11 @@ func printMachine(w io.Writer, m machine) {
 	fmt.Fprintf(w, "cpu:   %s\n", m.CPU)
 	fmt.Fprintf(w, "cores: %d usable CPUs (%d physical, %d logical); GOMAXPROCS %d; hypervisor: %v\n",
 		m.NumCPU, m.Physical, m.Logical, m.GOMAXPROCS, m.Hypervisor)
-	fmt.Fprintf(w, "cache: line %d B, L1d %s, L2 %s, L3 %s\n", m.CacheLine, bytes(m.L1D), bytes(m.L2), bytes(m.L3))
+	fmt.Fprintf(w, "cache: line %d B, L1d %s, L2 %s, L3 %s\n", m.CacheLine, byteSize(m.L1D), byteSize(m.L2), byteSize(m.L3))
 	fmt.Fprintf(w, "go:    %s %s/%s\n", m.GoVersion, m.GOOS, m.GOARCH)
 }
 
-func bytes(b int) string {
+func byteSize(b int) string {
 	switch {
 	case b <= 0:
 		return "unknown"

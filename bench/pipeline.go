@@ -56,10 +56,14 @@ func pipelineRuns(o options, re *regexp.Regexp, progress func(string)) ([]Result
 				}
 				res := toResult(name, "pipeline", r)
 				res.Burst, res.Workers, res.FrameSize, res.Scenario = c.Burst, c.Workers, size, string(k)
-				res.Baseline = base[0].Name
-				res.Speedup = base[0].NsPerPkt / res.NsPerPkt
-				res.BatchBaseline = base[1].Name
-				res.BatchSpeedup = base[1].NsPerPkt / res.NsPerPkt
+				if base[0].NsPerPkt > 0 && res.NsPerPkt > 0 {
+					res.Baseline = base[0].Name
+					res.Speedup = base[0].NsPerPkt / res.NsPerPkt
+				}
+				if base[1].NsPerPkt > 0 && res.NsPerPkt > 0 {
+					res.BatchBaseline = base[1].Name
+					res.BatchSpeedup = base[1].NsPerPkt / res.NsPerPkt
+				}
 				if r.Leaked != nil {
 					res.Error = r.Leaked.Error()
 				}
@@ -74,6 +78,9 @@ func pipelineRuns(o options, re *regexp.Regexp, progress func(string)) ([]Result
 }
 
 func toResult(name, group string, r scenario.Result) Result {
+	if r.Packets == 0 {
+		return Result{Name: name, Group: group, Runs: 1, Error: "no packets in the measured interval"}
+	}
 	res := Result{
 		Name: name, Group: group, Mpps: r.Mpps(), NsPerPkt: r.NsPerPkt(), Gbps: r.Gbps(),
 		AllocsPerPkt: r.AllocsPerPkt(), GCCycles: uint32(r.GCCycles), Runs: 1, Packets: r.Packets,

@@ -230,6 +230,11 @@ func (w *worker) count(idx, c int, n uint64) {
 // drop completes a frame that goes no further and counts it.
 func (w *worker) drop(l *nbl.NetBufferList, idx int, r DropReason, st inject.Status) {
 	w.count(idx, cDrop0+int(r), 1)
+	if l.Completion.Owner == nil {
+		l.Status = st
+		w.release(l)
+		return
+	}
 	w.cq.Complete(l, st)
 }
 
@@ -539,17 +544,41 @@ func (w *worker) flushStage(to int) {
 	for _, e := range st {
 		buf = append(buf, e.l)
 	}
+	clear(st)
+	w.stage[to] = st[:0]
+	if p.owner == w {
+		// Our own port: send now, no ring in between.
+		w.send(p, buf)
+		clear(buf)
+		return
+	}
 	n := p.tx.EnqueueBurst(buf)
 	for _, l := range buf[n:] {
 		w.drop(l, to, DropRingFull, inject.STATUS_INSUFFICIENT_RESOURCES)
 	}
 	clear(buf)
-	clear(st)
-	w.stage[to] = st[:0]
 }
 
-// transmit sends what waits in a port's ring and completes what the port
-// has finished with. It reports whether anything moved.
+// send hands frames to a port the worker serves; what it does not take is
+// dropped and counted.
+func (w *worker) send(p *port, out []*nbl.NetBufferList) {
+	var bytes uint64
+	for _, l := range out {
+		bytes += uint64(l.FirstNetBuffer().DataLength())
+	}
+	sent, _ := p.p.Send(out)
+	sent = min(max(sent, 0), len(out))
+	var unsentBytes uint64
+	for _, l := range out[sent:] {
+		unsentBytes += uint64(l.FirstNetBuffer().DataLength())
+		w.drop(l, p.idx, DropTxError, nbl.StatusFailure)
+	}
+	w.count(p.idx, cTxPackets, uint64(sent))
+	w.count(p.idx, cTxBytes, bytes-unsentBytes)
+}
+
+// transmit sends what other workers left in a port's ring and completes
+// what the port has finished with. It reports whether anything moved.
 func (w *worker) transmit(p *port) bool {
 	moved := false
 	for {
@@ -558,37 +587,38 @@ func (w *worker) transmit(p *port) bool {
 			break
 		}
 		moved = true
-		out := w.txbuf[:n]
-		var bytes uint64
-		for _, l := range out {
-			bytes += uint64(l.FirstNetBuffer().DataLength())
-		}
-		sent, _ := p.p.Send(out)
-		sent = min(max(sent, 0), n)
-		var unsentBytes uint64
-		for _, l := range out[sent:] {
-			unsentBytes += uint64(l.FirstNetBuffer().DataLength())
-			w.drop(l, p.idx, DropTxError, nbl.StatusFailure)
-		}
-		w.count(p.idx, cTxPackets, uint64(sent))
-		w.count(p.idx, cTxBytes, bytes-unsentBytes)
-		clear(out)
+		w.send(p, w.txbuf[:n])
+		clear(w.txbuf[:n])
 		if n < len(w.txbuf) {
 			break
 		}
 	}
+	if w.reclaim(p) {
+		moved = true
+	}
+	return moved
+}
+
+// reclaim takes back what the port finished sending: frames that were not
+// injected are released here; injected ones complete through the
+// completion queue.
+func (w *worker) reclaim(p *port) bool {
+	moved := false
 	for {
 		n := p.p.Reclaim(w.txbuf)
 		if n == 0 {
-			break
+			return moved
 		}
 		moved = true
 		for _, l := range w.txbuf[:n] {
-			w.cq.Complete(l, inject.STATUS_SUCCESS)
+			if l.Completion.Owner == nil {
+				w.release(l)
+			} else {
+				w.cq.Complete(l, inject.STATUS_SUCCESS)
+			}
 		}
 		clear(w.txbuf[:n])
 	}
-	return moved
 }
 
 // drain completes everything left in the worker's rings after it stopped
@@ -620,16 +650,7 @@ func (w *worker) drain() {
 			}
 			clear(w.txbuf[:n])
 		}
-		for {
-			n := p.p.Reclaim(w.txbuf)
-			if n == 0 {
-				break
-			}
-			for _, l := range w.txbuf[:n] {
-				w.cq.Complete(l, inject.STATUS_SUCCESS)
-			}
-			clear(w.txbuf[:n])
-		}
+		w.reclaim(p)
 	}
 	w.cq.Flush()
 }

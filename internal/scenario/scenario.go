@@ -289,6 +289,16 @@ func Run(cfg Config) (Result, error) {
 
 // Run starts the switch, warms up, measures for d, and closes it.
 func (s *Setup) Run(warmup, d time.Duration) (Result, error) {
+	return s.run(warmup, d, 0)
+}
+
+// RunPackets is Run that measures until n packets were delivered (for go
+// test benchmarks, with n = b.N), instead of for a duration.
+func (s *Setup) RunPackets(warmup time.Duration, n uint64) (Result, error) {
+	return s.run(warmup, 0, n)
+}
+
+func (s *Setup) run(warmup, d time.Duration, n uint64) (Result, error) {
 	var r Result
 	if err := s.Switch.Start(); err != nil {
 		return r, err
@@ -315,9 +325,26 @@ func (s *Setup) Run(warmup, d time.Duration) (Result, error) {
 	runtime.ReadMemStats(&ms)
 	a0, g0 := ms.Mallocs, automaticGCs()
 	t0 := time.Now()
-	if manual {
+	switch {
+	case n > 0 && manual:
+		for {
+			for range 16 {
+				s.Switch.Step()
+			}
+			if p, _ := s.delivered(); p-p0 >= n {
+				break
+			}
+		}
+	case n > 0:
+		for {
+			time.Sleep(100 * time.Microsecond)
+			if p, _ := s.delivered(); p-p0 >= n {
+				break
+			}
+		}
+	case manual:
 		step(t0.Add(d))
-	} else {
+	default:
 		time.Sleep(d)
 	}
 	r.Elapsed = time.Since(t0)
