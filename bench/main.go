@@ -45,6 +45,7 @@ type options struct {
 	cpuprofile string
 	memprofile string
 	trace      string
+	svg        string
 }
 
 // Result is one measured figure. Latency fields are null where the
@@ -114,6 +115,7 @@ func main() {
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile to this file")
 	fs.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile to this file at the end")
 	fs.StringVar(&o.trace, "trace", "", "write an execution trace to this file")
+	fs.StringVar(&o.svg, "svg", "", "write the pipeline results as charts to this SVG file")
 	_ = fs.Parse(os.Args[1:])
 	var err error
 	for _, l := range []struct {
@@ -138,6 +140,9 @@ func run(o options, w io.Writer) error {
 	}
 	if o.duration <= 0 {
 		return fmt.Errorf("-duration must be positive, got %v", o.duration)
+	}
+	if err := svgPath(o.svg); err != nil {
+		return err
 	}
 	re, err := regexp.Compile(o.scenario)
 	if err != nil {
@@ -212,6 +217,14 @@ func run(o options, w io.Writer) error {
 		runtime.GC()
 		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
 			return err
+		}
+	}
+	if o.svg != "" && len(pipe) > 0 {
+		if err := writeSVG(o.svg, pipe, o); err != nil {
+			return fmt.Errorf("-svg: %w", err)
+		}
+		if !o.jsonOut {
+			fmt.Fprintf(w, "\ncharts written to %s\n", o.svg)
 		}
 	}
 	if o.jsonOut {
