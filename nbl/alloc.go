@@ -46,6 +46,7 @@ func (c *Cache) AllocateNetBufferAndNetBufferList(contextSize, contextBackFill i
 	}
 	l.reset()
 	l.ctx.Offset = uint16(c.p.cfg.ContextSize - contextSize)
+	clear(l.ctx.data[l.ctx.Offset:])
 	nb := &l.nb
 	nb.mdlChain = mdlChain
 	nb.dataOffset = uint32(dataOffset)
@@ -106,7 +107,7 @@ func (m *Mdl) SetNext(next *Mdl) error {
 // (NdisAllocateNetBuffer and linking it). The memory stays the caller's.
 // It fails with ErrResources when the pool has no extra NetBuffer or MDL.
 func (c *Cache) AppendNetBuffer(l *NetBufferList, buf []byte, dataOffset, dataLength int) (*NetBuffer, error) {
-	if l == nil || l.pool != c.p || l.clone || dataOffset < 0 || dataLength < 0 || dataOffset+dataLength > len(buf) || uint64(len(buf)) > maxDataLength {
+	if l == nil || l.pool != c.p || l.clone || dataOffset < 0 || dataLength < 0 || !fits(dataOffset, dataLength, len(buf)) || uint64(len(buf)) > maxDataLength {
 		return nil, fmt.Errorf("%w: AppendNetBuffer needs an NBL of this pool that is not a clone, and data inside buf", ErrInvalidParameter)
 	}
 	debugLive(l)

@@ -32,10 +32,10 @@ func (nb *NetBuffer) Retreat(delta, backfill int) error {
 		return nil
 	}
 	p := nb.nbl.pool
-	size := delta + backfill
-	if size > p.cfg.HeaderBufferSize {
+	if !fits(delta, backfill, p.cfg.HeaderBufferSize) {
 		return ErrResources
 	}
+	size := delta + backfill
 	m, ok := p.getMdl(mdlHeader)
 	if !ok {
 		return ErrResources
@@ -54,7 +54,9 @@ func (nb *NetBuffer) Retreat(delta, backfill int) error {
 // by delta. With freeMdl, MDLs that a Retreat prepended and that now lie
 // wholly in the backfill go back to the pool, so Retreat(d) then
 // Advance(d, true) restores DataOffset, DataLength, the MDL chain, CurrentMdl
-// and CurrentMdlOffset exactly. On a receive path pass freeMdl false.
+// and CurrentMdlOffset exactly. While the NBL has clones, which may share
+// those buffers, they stay in the chain until the NBL is freed. On a receive
+// path pass freeMdl false.
 //
 // delta larger than DataLength is refused with ErrInvalidParameter.
 func (nb *NetBuffer) Advance(delta int, freeMdl bool) error {
@@ -66,7 +68,10 @@ func (nb *NetBuffer) Advance(delta int, freeMdl bool) error {
 	nb.dataOffset += d
 	nb.dataLength -= d
 	freed := false
-	if freeMdl {
+	// A clone may describe a prepended header buffer: keep it until the
+	// NBL is recycled (then no clone is left) rather than free it under
+	// the clone.
+	if freeMdl && nb.nbl.childRefs.Load() == 0 {
 		p := nb.nbl.pool
 		for m := nb.mdlChain; m != nil && m.kind == mdlHeader && uint32(len(m.buf)) <= nb.dataOffset; m = nb.mdlChain {
 			nb.dataOffset -= uint32(len(m.buf))

@@ -27,13 +27,41 @@ func (c *Cache) Free(l *NetBufferList) error {
 // freed. It stops at the first NBL Free would refuse and returns its error;
 // the NBLs from that one on are untouched.
 func (c *Cache) FreeBurst(nbls []*NetBufferList) (int, error) {
+	// NBLs on the fast path (one NetBuffer, the built-in MDL, no
+	// originator, not a clone) gather in c.bulk and go back in one bulk put;
+	// the others take the general path one by one.
+	bulk := c.bulk[:0]
 	for i, l := range nbls {
 		if err := c.checkFree(l, false); err != nil {
+			c.putBulk(bulk)
 			return i, err
 		}
-		c.finish(l)
+		if l.Originator != nil || l.parent != nil || l.firstNB != &l.nb || l.nb.Next != nil || l.nb.mdlChain != &l.mdl || l.mdl.next != nil {
+			c.finish(l)
+			continue
+		}
+		l.scrub()
+		debugFreed(l)
+		bulk = append(bulk, l)
+		if len(bulk) == cap(bulk) {
+			c.putBulk(bulk)
+			bulk = bulk[:0]
+		}
 	}
+	c.putBulk(bulk)
 	return len(nbls), nil
+}
+
+func (c *Cache) putBulk(ls []*NetBufferList) {
+	if len(ls) == 0 {
+		return
+	}
+	if c.c != nil {
+		c.c.PutBulk(ls)
+	} else {
+		c.p.nbls.PutBulk(ls)
+	}
+	clear(ls)
 }
 
 // FreeClone frees a clone made by Clone (FwpsFreeCloneNetBufferList0,
@@ -157,14 +185,29 @@ func (c *Cache) recycle(l *NetBufferList) {
 	} else {
 		c.p.freeExtras(l)
 	}
-	l.Scratch = nil
-	l.SourceHandle = nil
-	l.Completion = Completion{}
+	l.scrub()
+	debugFreed(l)
+	c.put(l)
+}
+
+// scrub clears every field of a descriptor that holds a reference, so that
+// a free descriptor keeps nothing alive for the garbage collector; reset,
+// at the next allocation, relies on it.
+func (l *NetBufferList) scrub() {
+	if l.Scratch != nil || l.SourceHandle != nil {
+		l.Scratch, l.SourceHandle = nil, nil
+	}
+	if c := &l.Completion; c.Fn != nil || c.Batch != nil || c.Context != nil || c.Owner != nil {
+		*c = Completion{}
+	}
 	l.Originator = nil
 	l.parent = nil
 	l.mdl.buf = nil
-	debugFreed(l)
-	c.put(l)
+	// Every tag the inject package writes has a handle: test that word
+	// alone, to leave the tag's cache lines alone on the untagged path.
+	if l.Tag.Handle != 0 {
+		l.Tag = InjectionTag{}
+	}
 }
 
 // freeExtras returns the extra NetBuffers and pool-made MDLs of l.

@@ -154,6 +154,10 @@ type SwitchForwardingDetail struct {
 type NetBufferList struct {
 	_ noCopy
 
+	// The fields are ordered by use: those every packet touches first, in
+	// the descriptor's first cache lines; the injection tag, the context and
+	// the owner's scratch, which only some packets use, last.
+
 	// Next links NBLs into a NULL-terminated chain
 	// (NET_BUFFER_LIST_NEXT_NBL).
 	Next *NetBufferList
@@ -161,17 +165,14 @@ type NetBufferList struct {
 	Status Status
 	// NblFlags holds the NBL_FLAGS_* bits; see TestFlag and TestFlags.
 	NblFlags uint32
-	// Info holds the out-of-band information (VLAN, checksum, timestamp,
-	// hash).
-	Info Info
-	// Scratch belongs to the current owner and is nil at allocation.
-	Scratch any
-	// SourceHandle identifies the component that indicated or sent it.
-	SourceHandle any
 
-	// Completion and Tag are written by the inject package.
-	Completion Completion
-	Tag        InjectionTag
+	firstNB *NetBuffer
+	pool    *Pool
+	// holds is 2*(refs+childRefs) plus releasedBit once the owner has
+	// released the NBL; the NBL leaves when it drops to releasedBit.
+	holds atomic.Int32
+	index int32
+	clone bool
 
 	// Originator receives the NBL when it is released; nil means its pool.
 	Originator Originator
@@ -179,24 +180,32 @@ type NetBufferList struct {
 	// number); opaque to nbl.
 	OriginatorContext uint64
 
-	firstNB *NetBuffer
-	context *Context
-	parent  *NetBufferList
+	// Completion is written by the inject package.
+	Completion Completion
 
+	// Scratch belongs to the current owner and is nil at allocation.
+	Scratch any
+	// SourceHandle identifies the component that indicated or sent it.
+	SourceHandle any
+
+	frame []byte    // the descriptor's own frame in the slab, nil without one
+	nb    NetBuffer // the first NetBuffer, embedded
+	mdl   Mdl       // the first MDL, embedded
+
+	// Info holds the out-of-band information (VLAN, checksum, timestamp,
+	// hash, switch port).
+	Info Info
+
+	parent    *NetBufferList
+	context   *Context
 	childRefs atomic.Int32 // ChildRefCount
 	refs      atomic.Int32 // FwpsReferenceNetBufferList0 references
-	// holds is 2*(refs+childRefs) plus releasedBit once the owner has
-	// released the NBL; the NBL leaves when it drops to releasedBit.
-	holds atomic.Int32
-	state atomic.Uint32 // debug builds: free or allocated
+	state     atomic.Uint32 // debug builds: free or allocated
 
-	pool  *Pool
-	index int32
-	clone bool
+	// Tag is written by the inject package.
+	Tag InjectionTag
 
-	nb  NetBuffer // the first NetBuffer, embedded
-	mdl Mdl       // the first MDL, embedded
-	ctx Context   // the context header, embedded
+	ctx Context // the context header, embedded
 }
 
 // FirstNetBuffer returns the first NetBuffer of the NBL

@@ -1347,8 +1347,8 @@ func TestDecoder(t *testing.T) {
 	checkFull(t, p, c)
 }
 
-// TestDescriptorIsNotCopyable documents that descriptors are referred to by
-// pointer: the size check keeps the embedded NB and MDL in one descriptor.
+// TestDescriptorLayout checks that descriptors sit in one array (Index and
+// At rely on it) and stay a bounded size.
 func TestDescriptorLayout(t *testing.T) {
 	var l nbl.NetBufferList
 	if unsafe.Sizeof(l) > 1024 {
@@ -1414,14 +1414,19 @@ func TestCrossPoolClone(t *testing.T) {
 				t.Fatalf("InUse a %d b %d", a.InUse(), b.InUse())
 			}
 			// Every descriptor b hands out is b's own.
+			var ls []*nbl.NetBufferList
 			for range b.Cap() {
 				l, err := b.Allocate(0, 0)
 				must(t, err, "Allocate")
 				if !b.Owns(l) {
 					t.Fatal("pool b handed out a descriptor it does not own")
 				}
-				defer func() { must(t, b.Free(l), "Free") }()
+				ls = append(ls, l)
 			}
+			for _, l := range ls {
+				must(t, b.Free(l), "Free")
+			}
+			checkFull(t, b)
 		})
 	}
 }
@@ -1527,4 +1532,60 @@ func TestSetDataLength(t *testing.T) {
 	checkNB(t, nb, "after SetDataLength")
 	must(t, c.Free(l), "Free")
 	checkFull(t, p, c)
+}
+
+func TestUserMdl(t *testing.T) {
+	p := newPool(t, nbl.Config{NBLs: 2, ExtraMdls: 2})
+	other := newPool(t, nbl.Config{NBLs: 2})
+	buf := pattern(0, 10)
+	m, err := p.AllocateMdl(buf)
+	must(t, err, "AllocateMdl")
+	if m.ByteCount() != 10 || &m.Bytes()[0] != &buf[0] || m.Next() != nil {
+		t.Fatal("AllocateMdl must describe the buffer")
+	}
+	m2, err := p.AllocateMdl(nil)
+	must(t, err, "AllocateMdl(nil)")
+	if m2.ByteCount() != 0 {
+		t.Fatal("empty MDL")
+	}
+	if _, err := p.AllocateMdl(buf); !errors.Is(err, nbl.ErrResources) {
+		t.Fatalf("AllocateMdl with none left = %v", err)
+	}
+	must(t, m.SetNext(m2), "SetNext")
+	if m.Next() != m2 || nbl.NDIS_MDL_LINKAGE(m) != m2 {
+		t.Fatal("SetNext did not link")
+	}
+	l, err := p.Allocate(0, 10)
+	must(t, err, "Allocate")
+	if err := l.FirstNetBuffer().MdlChain().SetNext(m); !errors.Is(err, nbl.ErrInvalidParameter) {
+		t.Fatalf("SetNext on an NBL's own MDL = %v", err)
+	}
+	if err := p.FreeMdl(l.FirstNetBuffer().MdlChain()); !errors.Is(err, nbl.ErrInvalidParameter) {
+		t.Fatalf("FreeMdl of an NBL's own MDL = %v", err)
+	}
+	if err := other.FreeMdl(m); !errors.Is(err, nbl.ErrInvalidParameter) {
+		t.Fatalf("FreeMdl through another pool = %v", err)
+	}
+	if err := p.FreeMdl(nil); !errors.Is(err, nbl.ErrInvalidParameter) {
+		t.Fatalf("FreeMdl(nil) = %v", err)
+	}
+	must(t, p.Free(l), "Free")
+	// An NBL over the chain leaves the caller's MDLs alone when freed.
+	l, err = p.AllocateNetBufferAndNetBufferList(0, 0, m, 2, 8)
+	must(t, err, "AllocateNetBufferAndNetBufferList")
+	must(t, p.Free(l), "Free")
+	if m.Next() != m2 || m.ByteCount() != 10 {
+		t.Fatal("Free touched the caller's MDLs")
+	}
+	if _, mdls := p.ExtraInUse(); mdls != 2 {
+		t.Fatalf("caller MDLs in use %d, want 2", mdls)
+	}
+	must(t, p.FreeMdl(m), "FreeMdl")
+	must(t, p.FreeMdl(m2), "FreeMdl")
+	if err := p.FreeMdl(m); !errors.Is(err, nbl.ErrInvalidParameter) {
+		t.Fatalf("second FreeMdl = %v", err)
+	}
+	checkFull(t, p)
+	must(t, p.Close(), "Close")
+	must(t, p.Close(), "second Close")
 }

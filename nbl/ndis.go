@@ -131,7 +131,8 @@ func NdisGetDataBuffer(netBuffer *NetBuffer, bytesNeeded uint32, storage []byte,
 		return nil
 	}
 	if m := netBuffer.currentMdl; m != nil && uint64(netBuffer.currentMdlOffset)+uint64(bytesNeeded) <= uint64(len(m.buf)) {
-		return m.buf[netBuffer.currentMdlOffset : netBuffer.currentMdlOffset+bytesNeeded]
+		end := netBuffer.currentMdlOffset + bytesNeeded
+		return m.buf[netBuffer.currentMdlOffset:end:end]
 	}
 	if uint32(len(storage)) < bytesNeeded {
 		return nil
@@ -160,6 +161,9 @@ func NdisFreeNetBufferListContext(netBufferList *NetBufferList, contextSize uint
 func toStatus(err error) Status {
 	if err == nil {
 		return StatusSuccess
+	}
+	if s, ok := err.(Status); ok {
+		return s // the preallocated errors: no allocation
 	}
 	var s Status
 	if asStatus(err, &s) {

@@ -129,7 +129,7 @@ func NewPool(cfg Config) (*Pool, error) {
 		p.closeSlabs()
 		return nil, err
 	}
-	p.shared = &Cache{p: p}
+	p.shared = &Cache{p: p, bulk: make([]*NetBufferList, 0, 64)}
 	return p, nil
 }
 
@@ -140,6 +140,9 @@ func (p *Pool) initNBL(i int, l *NetBufferList) {
 	l.nb.nbl = l
 	cs := p.cfg.ContextSize
 	l.ctx.data = p.ctxMem[i*cs : (i+1)*cs : (i+1)*cs]
+	if p.frames != nil {
+		l.frame = p.frames.Frame(i)
+	}
 	l.ctx.Size = uint16(cs)
 }
 
@@ -203,7 +206,7 @@ func (p *Pool) NewCache(size int) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Cache{p: p, c: c}, nil
+	return &Cache{p: p, c: c, bulk: make([]*NetBufferList, 0, 64)}, nil
 }
 
 // The Pool methods below are the Cache methods through the shared ring;
@@ -236,8 +239,9 @@ func (p *Pool) FreeClone(clone *NetBufferList) error { return p.shared.FreeClone
 // per-worker stack of descriptors and touch shared memory only in bulk. Not
 // safe for concurrent use.
 type Cache struct {
-	p *Pool
-	c *pool.Cache[NetBufferList] // nil for the pool's shared front
+	p    *Pool
+	c    *pool.Cache[NetBufferList] // nil for the pool's shared front
+	bulk []*NetBufferList           // FreeBurst's staging, per cache
 }
 
 // Pool returns the cache's pool.
@@ -265,23 +269,17 @@ func (c *Cache) put(l *NetBufferList) {
 	c.p.nbls.Put(l)
 }
 
-// reset prepares a descriptor taken from the free stack.
+// reset prepares a descriptor taken from the free stack. The fields that
+// hold references (Scratch, SourceHandle, Completion, Originator, the
+// parent, the tag's contexts) were cleared when it was recycled, so that a
+// free descriptor keeps nothing alive; reset sets the rest.
 func (l *NetBufferList) reset() {
 	debugAllocated(l)
 	l.Next = nil
 	l.Status = StatusSuccess
 	l.NblFlags = 0
 	l.Info = Info{}
-	l.Scratch = nil
-	l.SourceHandle = nil
-	l.Completion = Completion{}
-	if l.Tag.Handle != 0 || l.Tag.HistoryLen != 0 || l.Tag.Context != nil {
-		l.Tag = InjectionTag{}
-	}
-	l.Tag.Hops = 0
-	l.Originator = nil
 	l.OriginatorContext = 0
-	l.parent = nil
 	l.clone = false
 	l.firstNB = &l.nb
 	l.context = &l.ctx
@@ -296,7 +294,7 @@ func (l *NetBufferList) reset() {
 
 // frame points the embedded MDL at the descriptor's own frame.
 func (l *NetBufferList) useFrame() {
-	l.mdl.buf = l.pool.frames.Frame(int(l.index))
+	l.mdl.buf = l.frame
 	l.mdl.kind = mdlFrame
 }
 
@@ -306,7 +304,7 @@ func (l *NetBufferList) useFrame() {
 // pool is empty and ErrInvalidParameter when the pool has no frames or the
 // sizes do not fit a frame.
 func (c *Cache) Allocate(dataOffset, dataLength int) (*NetBufferList, error) {
-	if c.p.frames == nil || dataOffset < 0 || dataLength < 0 || dataOffset+dataLength > c.p.cfg.FrameSize {
+	if c.p.frames == nil || dataOffset < 0 || dataLength < 0 || !fits(dataOffset, dataLength, c.p.cfg.FrameSize) {
 		return nil, ErrInvalidParameter
 	}
 	l, ok := c.get()
@@ -326,7 +324,7 @@ func (c *Cache) Allocate(dataOffset, dataLength int) (*NetBufferList, error) {
 // many it allocated: fewer than len(out) when the pool runs dry.
 func (c *Cache) AllocateBurst(out []*NetBufferList, dataLength int) int {
 	headroom := c.p.cfg.Headroom
-	if c.p.frames == nil || dataLength < 0 || headroom+dataLength > c.p.cfg.FrameSize {
+	if c.p.frames == nil || dataLength < 0 || !fits(headroom, dataLength, c.p.cfg.FrameSize) {
 		return 0
 	}
 	n := 0
@@ -368,7 +366,7 @@ func (c *Cache) AllocateBurst(out []*NetBufferList, dataLength int) int {
 // The memory stays the caller's: nbl never frees it, and the caller must keep
 // it valid until the NBL is freed. buf may be nil only with both sizes 0.
 func (c *Cache) AllocateAround(buf []byte, dataOffset, dataLength int) (*NetBufferList, error) {
-	if dataOffset < 0 || dataLength < 0 || dataOffset+dataLength > len(buf) || uint64(len(buf)) > 0xFFFFFFFF {
+	if dataOffset < 0 || dataLength < 0 || !fits(dataOffset, dataLength, len(buf)) || uint64(len(buf)) > maxDataLength {
 		return nil, ErrInvalidParameter
 	}
 	l, ok := c.get()
@@ -396,3 +394,7 @@ func (c *Cache) AllocateAround(buf []byte, dataOffset, dataLength int) (*NetBuff
 func (p *Pool) AllocateNetBufferAndNetBufferList(contextSize, contextBackFill int, mdlChain *Mdl, dataOffset, dataLength int) (*NetBufferList, error) {
 	return p.shared.AllocateNetBufferAndNetBufferList(contextSize, contextBackFill, mdlChain, dataOffset, dataLength)
 }
+
+// fits reports whether a+b <= limit for non-negative a and b, without the
+// overflow of adding them as ints.
+func fits(a, b, limit int) bool { return uint64(a)+uint64(b) <= uint64(limit) }

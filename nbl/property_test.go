@@ -124,8 +124,9 @@ type driver struct {
 	p    *nbl.Pool
 	c    *nbl.Cache
 	o    *countingOriginator
-	all  []*mnbl // every NBL ever allocated, for the originator check
+	all  []*mnbl // every NBL ever allocated, for the final originator check
 	live []*mnbl
+	left []*mnbl // NBLs that left since the last check
 	id   uint64
 
 	extraNBs, extraMdls int // extras in use according to the model
@@ -780,6 +781,7 @@ func (d *driver) maybeLeave(m *mnbl) {
 		return
 	}
 	m.gone = true
+	d.left = append(d.left, m)
 	for _, nb := range m.nbs {
 		if nb.extra {
 			d.extraNBs--
@@ -840,7 +842,16 @@ func (d *driver) check() {
 	if nbs != d.extraNBs || mdls != d.extraMdls {
 		d.fatalf("extras in use: %d NetBuffers, %d MDLs; the model says %d and %d", nbs, mdls, d.extraNBs, d.extraMdls)
 	}
-	for _, m := range d.all {
+	d.checkOriginator(d.live)
+	d.checkOriginator(d.left)
+	d.left = d.left[:0]
+}
+
+// checkOriginator checks that the Originator was told once about each NBL
+// of ms that left and never about one still alive.
+func (d *driver) checkOriginator(ms []*mnbl) {
+	d.tb.Helper()
+	for _, m := range ms {
 		want := 0
 		if m.gone && m.originator {
 			want = 1
@@ -931,6 +942,7 @@ func (d *driver) drain() {
 	if len(d.live) != 0 {
 		d.fatalf("%d NBLs still alive after the drain", len(d.live))
 	}
+	d.checkOriginator(d.all)
 	d.c.Flush()
 	if !d.p.Full() {
 		nbs, mdls := d.p.ExtraInUse()
@@ -941,9 +953,9 @@ func (d *driver) drain() {
 // TestPropertyRandomOps runs the driver over pseudo-random operation
 // streams.
 func TestPropertyRandomOps(t *testing.T) {
-	seeds, steps := 12, 4000
+	seeds, steps := 16, fzMaxOps
 	if testing.Short() || raceEnabled {
-		seeds, steps = 4, 2000
+		seeds = 4
 	}
 	for seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
