@@ -198,8 +198,8 @@ type NetBufferList struct {
 
 	parent    *NetBufferList
 	context   *Context
-	childRefs atomic.Int32 // ChildRefCount
-	refs      atomic.Int32 // FwpsReferenceNetBufferList0 references
+	childRefs atomic.Int32  // ChildRefCount
+	refs      atomic.Int32  // FwpsReferenceNetBufferList0 references
 	state     atomic.Uint32 // debug builds: free or allocated
 
 	// Tag is written by the inject package.
