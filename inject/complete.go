@@ -29,6 +29,7 @@ type CompletionQueue struct {
 	dispatch bool
 
 	// Flush state, kept in the queue so a recovered panic can resume.
+	flushing bool
 	pos      int
 	runOwner *Handle
 	runCount int
@@ -67,10 +68,14 @@ func (q *CompletionQueue) Len() int { return len(q.nbls) }
 // Complete records that an NBL's journey ended with status (STATUS_SUCCESS,
 // or a failure such as STATUS_INVALID_BUFFER_SIZE for an oversize frame).
 // Its completion runs at the next Flush, or now if the queue is full.
+//
+// A completion function may complete more NBLs into the queue it runs
+// from; they are delivered by the same flush (the queue grows if it must,
+// rather than flush inside a flush).
 func (q *CompletionQueue) Complete(l *nbl.NetBufferList, status Status) {
 	l.Status = status
 	q.nbls = append(q.nbls, l)
-	if len(q.nbls) == cap(q.nbls) {
+	if len(q.nbls) >= cap(q.nbls) && !q.flushing {
 		q.Flush()
 	}
 }
@@ -86,11 +91,15 @@ func (q *CompletionQueue) CompleteChain(l *nbl.NetBufferList, status Status) {
 	}
 }
 
-// Flush delivers every queued completion now.
+// Flush delivers every queued completion now. Called from a completion
+// function of the same queue, it does nothing: the flush under way delivers
+// what was added.
 func (q *CompletionQueue) Flush() {
-	if len(q.nbls) == 0 {
+	if len(q.nbls) == 0 || q.flushing {
 		return
 	}
+	q.flushing = true
+	defer func() { q.flushing = false }()
 	q.batches++
 	for q.pos < len(q.nbls) {
 		q.flushFrom()

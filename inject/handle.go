@@ -97,7 +97,7 @@ func (s *Stack) CreateHandle(family ADDRESS_FAMILY, types uint32) (*Handle, erro
 		return nil, fmt.Errorf("%w: injection handles are created at PASSIVE_LEVEL, not on a packet-path goroutine", STATUS_INVALID_DEVICE_STATE)
 	}
 	h := &Handle{
-		id:      s.nextID.Add(1),
+		id:      handleIDs.Add(1),
 		family:  family,
 		types:   types,
 		stack:   s,
@@ -166,6 +166,11 @@ func (h *Handle) DestroyContext(ctx context.Context) error {
 	}
 	if h.pending.Load() == 0 {
 		h.signalDrained()
+	}
+	select {
+	case <-h.drained:
+		return nil
+	default:
 	}
 	select {
 	case <-h.drained:

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,11 +24,10 @@ import (
 const testTimeout = 30 * time.Second
 
 // TestMain starts the Default stack (used by the WFP-named functions) and,
-// after the tests, fails the run if a handle of Default was left alive or
-// goroutines leaked.
+// after the tests, fails the run if a handle of Default was left alive or a
+// goroutine started by the tests is still running.
 func TestMain(m *testing.M) {
 	Default.Start()
-	before := runtime.NumGoroutine()
 	code := m.Run()
 	if code == 0 {
 		if n := Default.Handles(); n != 0 {
@@ -35,16 +35,30 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 		deadline := time.Now().Add(5 * time.Second)
-		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		leaked := leakedGoroutines()
+		for len(leaked) > 0 && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
+			leaked = leakedGoroutines()
 		}
-		if n := runtime.NumGoroutine(); n > before {
-			buf := make([]byte, 1<<20)
-			fmt.Fprintf(os.Stderr, "leak check: %d goroutines at exit, %d at start:\n%s\n", n, before, buf[:runtime.Stack(buf, true)])
+		if len(leaked) > 0 {
+			fmt.Fprintf(os.Stderr, "leak check: %d goroutines of the tests are still running:\n%s\n", len(leaked), strings.Join(leaked, "\n\n"))
 			code = 1
 		}
 	}
 	os.Exit(code)
+}
+
+// leakedGoroutines returns the stacks of goroutines that run code of this
+// package (workers, waiters) other than TestMain itself.
+func leakedGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	var out []string
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "nblpipe/inject.") && !strings.Contains(g, "inject.TestMain(") {
+			out = append(out, g)
+		}
+	}
+	return out
 }
 
 // testCtx is a context value; pointers to it are compared by identity.
@@ -254,8 +268,6 @@ func (o *countingOriginator) ReturnNetBufferList(l *nbl.NetBufferList) {
 	}
 }
 
-func (o *countingOriginator) returned(l *nbl.NetBufferList) int32 { return o.perIndex[l.Index()].Load() }
-
 // ---- completion recorder ----
 
 type completion struct {
@@ -311,50 +323,6 @@ func (r *recorder) countFor(l *nbl.NetBufferList) int {
 		if c.l == l {
 			n++
 		}
-	}
-	return n
-}
-
-// batchRecorder records BatchCompletion calls.
-type batchRecorder struct {
-	tb    testing.TB
-	free  bool
-	bc    *nbl.BatchCompletion
-	mu    sync.Mutex
-	calls [][]*nbl.NetBufferList
-	ctxs  []any
-	stats [][]Status
-}
-
-func newBatchRecorder(tb testing.TB, free bool) *batchRecorder {
-	r := &batchRecorder{tb: tb, free: free}
-	r.bc = &nbl.BatchCompletion{Fn: r.fn}
-	return r
-}
-
-func (r *batchRecorder) fn(ctx any, ls []*nbl.NetBufferList) {
-	st := make([]Status, len(ls))
-	for i, l := range ls {
-		st[i] = l.Status
-	}
-	r.mu.Lock()
-	r.calls = append(r.calls, append([]*nbl.NetBufferList(nil), ls...))
-	r.ctxs = append(r.ctxs, ctx)
-	r.stats = append(r.stats, st)
-	r.mu.Unlock()
-	if r.free {
-		for _, l := range ls {
-			freeNBL(r.tb, l)
-		}
-	}
-}
-
-func (r *batchRecorder) nbls() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, c := range r.calls {
-		n += len(c)
 	}
 	return n
 }

@@ -72,13 +72,16 @@ type VSwitchTarget interface {
 // WFP allows only at PASSIVE_LEVEL, are refused on them.
 type Stack struct {
 	ready    atomic.Bool
-	nextID   atomic.Uint64
 	mu       sync.Mutex
 	vswitch  atomic.Pointer[map[GUID]VSwitchTarget] // copy on write
 	dispatch sync.Map                               // goroutine ID -> struct{}
 	handles  atomic.Int64                           // live handles
 	paths    [3]atomic.Pointer[DataPath]            // PathIP, PathStream, PathMAC
 }
+
+// handleIDs numbers handles process-wide: tags store only the number, so
+// handles of two stacks must not share one.
+var handleIDs atomic.Uint64
 
 // NewStack returns a stack that is not ready yet.
 func NewStack() *Stack {
