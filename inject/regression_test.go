@@ -3,11 +3,6 @@
 
 package inject
 
-// Reproductions of suspected bugs in the non-test code. They fail today;
-// the normal suite does not build them. Run with
-//
-//	go test -tags nblpipe_knownbugs -run KnownBug ./inject
-
 import (
 	"context"
 	"fmt"

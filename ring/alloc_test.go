@@ -25,12 +25,29 @@ func TestNoAllocs(t *testing.T) {
 				in[i] = item
 			}
 			out := make([]*int, batch)
+			// fill and empty check their counts exactly, and are bounded,
+			// so that a broken ring fails rather than hangs.
 			fill := func() {
-				for r.Enqueue(item) {
+				want := capacity - r.Len()
+				n := 0
+				for n <= capacity && r.Enqueue(item) {
+					n++
+				}
+				if n != want {
+					t.Fatalf("%v: filling took %d Enqueue calls, want %d", mode, n, want)
 				}
 			}
 			empty := func() {
-				for r.DequeueBurst(out) > 0 {
+				want := r.Len()
+				n := 0
+				for n <= capacity {
+					if _, ok := r.Dequeue(); !ok {
+						break
+					}
+					n++
+				}
+				if n != want {
+					t.Fatalf("%v: emptying took %d Dequeue calls, want %d", mode, n, want)
 				}
 			}
 

@@ -26,7 +26,7 @@ type tagged struct {
 func TestStress(t *testing.T) {
 	perProducer := 1000000
 	if raceEnabled {
-		perProducer = 200000
+		perProducer = 100000
 	}
 	if testing.Short() {
 		perProducer /= 4
@@ -189,8 +189,27 @@ func stress(t *testing.T, mode Mode, perProducer int) {
 		}()
 	}
 
+	// An observer checks that Len and Free stay within bounds while both
+	// sides move.
+	var observerErr error
+	observerDone := make(chan struct{})
+	go func() {
+		defer close(observerDone)
+		for consumed.Load() < int64(total) && !stop.Load() {
+			if l := r.Len(); l < 0 || l > capacity {
+				observerErr = fmt.Errorf("Len = %d during the run, want 0 to %d", l, capacity)
+				return
+			}
+			if f := r.Free(); f < 0 || f > capacity {
+				observerErr = fmt.Errorf("Free = %d during the run, want 0 to %d", f, capacity)
+				return
+			}
+			runtime.Gosched()
+		}
+	}()
+
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() { wg.Wait(); <-observerDone; close(done) }()
 	select {
 	case <-done:
 	case <-time.After(60 * time.Second):
@@ -202,6 +221,9 @@ func stress(t *testing.T, mode Mode, perProducer int) {
 		t.Fatalf("timed out: %d of %d items enqueued, %d dequeued, Len %d", produced.Load(), total, consumed.Load(), r.Len())
 	}
 	t.Logf("producer calls that moved nothing: %d; consumer calls: %d", fullHits.Load(), emptyHit.Load())
+	if observerErr != nil {
+		t.Error(observerErr)
+	}
 	for _, err := range errs {
 		if err != nil {
 			t.Error(err)
