@@ -257,7 +257,7 @@ func (w *worker) ingress(l *nbl.NetBufferList, idx int, injected bool) {
 		w.drop(l, idx, DropMalformed, nbl.StatusInvalidParameter)
 		return
 	}
-	if nb.DataLength() > s.cfg.MaxFrameSize {
+	if nb.DataLength() > s.cfg.MaxFrameSize && (l.Info.GSOSize == 0 || nb.DataLength() > maxGSOFrame) {
 		w.drop(l, idx, DropOversize, inject.STATUS_INVALID_BUFFER_SIZE)
 		return
 	}
@@ -319,6 +319,10 @@ func (w *worker) ingress(l *nbl.NetBufferList, idx int, injected bool) {
 	}
 	w.forward(l, d, vlan, idx, injected)
 }
+
+// maxGSOFrame is the largest frame accepted when it carries GSO
+// information: 64 KiB of IP packet plus link headers.
+const maxGSOFrame = 65535 + 18
 
 // STATUS_FWP_BLOCKED is the status of a frame blocked by a filter or
 // callout (the NTSTATUS of a WFP block).
