@@ -119,6 +119,15 @@ func (c *Cache) Release(l *NetBufferList) {
 	}
 }
 
+// ReleaseTo is Release, except that when the NBL would leave, f takes it
+// over instead (f.FinishNetBufferList runs, on the goroutine that dropped
+// the last hold) and the NBL stays allocated, f's to finish. With no clones
+// and no references, f runs at once.
+func (c *Cache) ReleaseTo(l *NetBufferList, f Finisher) {
+	l.finisher = f
+	c.Release(l)
+}
+
 // ReleaseBurst releases every NBL of nbls.
 func (c *Cache) ReleaseBurst(nbls []*NetBufferList) {
 	for _, l := range nbls {
@@ -163,6 +172,11 @@ func (c *Cache) drop(l *NetBufferList) {
 // finish sends an NBL on its way out: to its originator, back to the pool,
 // and for a clone, the parent's hold is dropped.
 func (c *Cache) finish(l *NetBufferList) {
+	if f := l.finisher; f != nil {
+		l.finisher = nil
+		f.FinishNetBufferList(l)
+		return
+	}
 	if l.Originator != nil {
 		l.Originator.ReturnNetBufferList(l)
 	}
@@ -202,6 +216,7 @@ func (l *NetBufferList) scrub() {
 	}
 	l.Originator = nil
 	l.parent = nil
+	l.finisher = nil
 	l.mdl.buf = nil
 	// Every tag the inject package writes has a handle: test that word
 	// alone, to leave the tag's cache lines alone on the untagged path.

@@ -43,6 +43,14 @@ type Originator interface {
 	ReturnNetBufferList(l *NetBufferList)
 }
 
+// Finisher takes over an NBL whose owner released it with ReleaseTo, at
+// the moment nothing holds it any more, instead of the NBL leaving for its
+// originator. The switch uses it to run the injection completion of a frame
+// a callout absorbed while holding it.
+type Finisher interface {
+	FinishNetBufferList(l *NetBufferList)
+}
+
 // MaxInjectionHistory is the number of earlier injecting handles an NBL
 // remembers (for FWPS_PACKET_PREVIOUSLY_INJECTED_BY_SELF).
 const MaxInjectionHistory = 4
@@ -201,6 +209,7 @@ type NetBufferList struct {
 	childRefs atomic.Int32  // ChildRefCount
 	refs      atomic.Int32  // FwpsReferenceNetBufferList0 references
 	state     atomic.Uint32 // debug builds: free or allocated
+	finisher  Finisher
 
 	// Tag is written by the inject package.
 	Tag InjectionTag

@@ -15,14 +15,16 @@ type fdb struct {
 	vals      []atomic.Uint64 // port index << 32 | last seen (seconds)
 	mask      uint64
 	probe     int
-	portLimit int64
-	ageing    uint32 // seconds
+	limits    []int64 // per port
+	ageing    uint32  // seconds
 	perPort   []atomic.Int64
 }
 
 const fdbProbe = 8
 
-func newFDB(size, ports, portLimit int, ageingSeconds uint32) *fdb {
+// newFDB makes a table of size entries (rounded up to a power of two) for
+// len(limits) ports, port i owning at most limits[i] entries.
+func newFDB(size int, limits []int64, ageingSeconds uint32) *fdb {
 	n := 1
 	for n < size {
 		n <<= 1
@@ -32,9 +34,9 @@ func newFDB(size, ports, portLimit int, ageingSeconds uint32) *fdb {
 		vals:      make([]atomic.Uint64, n),
 		mask:      uint64(n - 1),
 		probe:     min(fdbProbe, n),
-		portLimit: int64(portLimit),
+		limits:    limits,
 		ageing:    ageingSeconds,
-		perPort:   make([]atomic.Int64, ports),
+		perPort:   make([]atomic.Int64, len(limits)),
 	}
 }
 
@@ -93,15 +95,26 @@ func (t *fdb) learn(vlan uint16, mac []byte, port int, now uint32) learnResult {
 		kj := t.keys[j].Load()
 		if kj == k {
 			v := t.vals[j].Load()
-			if v == want || (int(v>>32) == port && now-uint32(v) < 1) {
-				return learnKnown
+			old := int(v >> 32)
+			if old == port {
+				if now-uint32(v) < 1 {
+					return learnKnown
+				}
+				// Refresh the age; a lost race with another refresh or a
+				// move is harmless.
+				t.vals[j].CompareAndSwap(v, want)
+				return learnUpdated
 			}
-			if old := int(v >> 32); old != port {
-				// A station moved: the entry changes hands.
-				t.perPort[old].Add(-1)
-				t.perPort[port].Add(1)
+			// A station moved: the entry changes hands, within the new
+			// port's share, and only once if several workers see it move.
+			if t.perPort[port].Load() >= t.limits[port] {
+				return learnPortLimit
 			}
-			t.vals[j].Store(want)
+			if !t.vals[j].CompareAndSwap(v, want) {
+				return learnKnown // another worker moved or refreshed it first
+			}
+			t.perPort[old].Add(-1)
+			t.perPort[port].Add(1)
 			return learnUpdated
 		}
 		if free < 0 && (kj == 0 || now-uint32(t.vals[j].Load()) > t.ageing) {
@@ -114,7 +127,7 @@ func (t *fdb) learn(vlan uint16, mac []byte, port int, now uint32) learnResult {
 	if free < 0 {
 		return learnTableFull
 	}
-	if t.perPort[port].Load() >= t.portLimit {
+	if t.perPort[port].Load() >= t.limits[port] {
 		return learnPortLimit
 	}
 	j := uint64(free)

@@ -160,7 +160,11 @@ type Switch struct {
 	learnFull        atomic.Uint64
 	learnPortLimit   atomic.Uint64
 	flooded          atomic.Uint64
-	extraDrops       [NumDropReasons]atomic.Uint64 // drops counted outside a worker
+	// Counted outside the workers, per port plus the unknown-port slot:
+	// injections (on the injector's goroutine) and their refusals.
+	injected   []atomic.Uint64
+	extraDrops [][NumDropReasons]atomic.Uint64
+	deferred   deferredCompletions
 
 	logged sync.Map
 }
@@ -184,7 +188,8 @@ func New(cfg Config) (*Switch, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Switch{cfg: cfg, stack: cfg.Stack, byID: map[uint32]int{}, copies: copies, start: time.Now(), idBytes: cfg.ID}
+	s := &Switch{cfg: cfg, stack: cfg.Stack, byID: map[uint32]int{}, copies: copies, start: time.Now(), idBytes: cfg.ID,
+		injected: make([]atomic.Uint64, 1), extraDrops: make([][NumDropReasons]atomic.Uint64, 1)}
 	s.engine.init()
 	return s, nil
 }
@@ -222,6 +227,8 @@ func (s *Switch) AddPort(p Port, cfg PortConfig) error {
 	}
 	s.byID[cfg.ID] = pt.idx
 	s.ports = append(s.ports, pt)
+	s.injected = make([]atomic.Uint64, len(s.ports)+1)
+	s.extraDrops = make([][NumDropReasons]atomic.Uint64, len(s.ports)+1)
 	return nil
 }
 
@@ -233,7 +240,14 @@ func (s *Switch) Start() error {
 	if !s.state.CompareAndSwap(stateSetup, stateRunning) {
 		return errors.New("vswitch: Start called twice or after Close")
 	}
-	s.fdb = newFDB(s.cfg.FDBSize, len(s.ports)+1, s.cfg.FDBPortLimit, uint32(s.cfg.FDBAgeing/time.Second))
+	limits := make([]int64, len(s.ports)+1)
+	for i := range limits {
+		limits[i] = int64(s.cfg.FDBPortLimit)
+		if i < len(s.ports) && s.ports[i].cfg.MaxFDBEntries > 0 {
+			limits[i] = int64(s.ports[i].cfg.MaxFDBEntries)
+		}
+	}
+	s.fdb = newFDB(s.cfg.FDBSize, limits, uint32(s.cfg.FDBAgeing/time.Second))
 	s.workers = make([]*worker, s.cfg.Workers)
 	for i := range s.workers {
 		w, err := newWorker(s, i)
@@ -305,16 +319,24 @@ func (s *Switch) Step() bool {
 // failure status and counted.
 func (s *Switch) InjectIngress(nbls *nbl.NetBufferList, count int, sourcePortID uint32, sourceNicIndex uint16) {
 	w := s.workers0()
-	if idx, known := s.byID[sourcePortID]; known && w != nil {
-		w = s.ports[idx].owner
+	slot := len(s.ports) // the unknown-port slot
+	if idx, known := s.byID[sourcePortID]; known {
+		slot = idx
+		if w != nil {
+			w = s.ports[idx].owner
+		}
 	}
+	n, _ := nbls.Len(inject.MaxChain)
+	s.injected[slot].Add(uint64(n))
 	if w == nil {
+		s.extraDrops[slot][DropClosed].Add(uint64(n))
 		s.failChain(nbls, inject.STATUS_INVALID_DEVICE_STATE)
 		return
 	}
 	w.injecting.Add(1)
 	if s.state.Load() != stateRunning {
 		w.injecting.Add(-1)
+		s.extraDrops[slot][DropClosed].Add(uint64(n))
 		s.failChain(nbls, inject.STATUS_INVALID_DEVICE_STATE)
 		return
 	}
@@ -327,7 +349,8 @@ func (s *Switch) InjectIngress(nbls *nbl.NetBufferList, count int, sourcePortID 
 			// The ring is full: complete the rest with a failure. This runs
 			// on the caller's goroutine, so it uses a queue of its own.
 			l.Next = next
-			s.dropped(DropRingFull, l)
+			k, _ := l.Len(inject.MaxChain)
+			s.extraDrops[slot][DropRingFull].Add(uint64(k))
 			s.failChain(l, inject.STATUS_INSUFFICIENT_RESOURCES)
 			break
 		}
@@ -341,12 +364,6 @@ func (s *Switch) workers0() *worker {
 		return nil
 	}
 	return s.workers[0]
-}
-
-// dropped counts drops of a chain from outside a worker.
-func (s *Switch) dropped(r DropReason, l *nbl.NetBufferList) {
-	n, _ := l.Len(inject.MaxChain)
-	s.extraDrops[r].Add(uint64(n))
 }
 
 // failChain completes a chain with a failure status on the calling
@@ -398,7 +415,11 @@ func (s *Switch) CloseContext(ctx context.Context) error {
 			runtime.Gosched()
 		}
 	}
+	s.deferred.mu.Lock()
+	s.deferred.closed = true
+	s.deferred.mu.Unlock()
 	for _, w := range s.workers {
+		w.takeDeferred()
 		w.drain()
 	}
 	for _, w := range s.workers {
@@ -458,8 +479,15 @@ func (s *Switch) Stats() Stats {
 		w.read(len(s.ports), &st.Unknown)
 		st.RightsViolations += w.pubRights.Load()
 	}
-	for r := range s.extraDrops {
-		st.Unknown.Drops[r] += s.extraDrops[r].Load()
+	for i := range s.injected {
+		ps := &st.Unknown
+		if i < len(s.ports) {
+			ps = &st.Ports[i]
+		}
+		ps.Injected += s.injected[i].Load()
+		for r := range s.extraDrops[i] {
+			ps.Drops[r] += s.extraDrops[i][r].Load()
+		}
 	}
 	st.FDBTableFull = s.learnFull.Load()
 	st.FDBPortLimit = s.learnPortLimit.Load()
@@ -478,4 +506,46 @@ func (s *Switch) FDBEntries(portIndex int) int64 {
 		return 0
 	}
 	return s.fdb.entries(portIndex)
+}
+
+// deferredCompletions holds absorbed injected frames whose last hold was
+// dropped off the worker (a callout's Dereference or FreeClone): their
+// injection completes at a worker's next step.
+type deferredCompletions struct {
+	mu     sync.Mutex
+	list   []*nbl.NetBufferList
+	n      atomic.Int32
+	closed bool
+}
+
+// FinishNetBufferList implements nbl.Finisher: an absorbed injected frame
+// is no longer held; its injection can complete. After Close it completes
+// here, on the caller's goroutine.
+func (s *Switch) FinishNetBufferList(l *nbl.NetBufferList) {
+	d := &s.deferred
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		s.failChain(l, inject.STATUS_SUCCESS)
+		return
+	}
+	d.list = append(d.list, l)
+	d.n.Add(1)
+	d.mu.Unlock()
+}
+
+// takeDeferred completes the deferred frames through the worker's queue.
+func (w *worker) takeDeferred() {
+	d := &w.sw.deferred
+	if d.n.Load() == 0 {
+		return
+	}
+	d.mu.Lock()
+	list := d.list
+	d.list = nil
+	d.n.Store(0)
+	d.mu.Unlock()
+	for _, l := range list {
+		w.cq.Complete(l, inject.STATUS_SUCCESS)
+	}
 }

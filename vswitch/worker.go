@@ -166,6 +166,7 @@ func (w *worker) step() bool {
 	w.now = uint32(time.Since(w.sw.start) / time.Second)
 	moved := false
 
+	w.takeDeferred()
 	// Injected frames first: they hold pool memory and a callout's
 	// references, and they are the ones a reinjecting callout waits for.
 	for range 4 {
@@ -179,7 +180,6 @@ func (w *worker) step() bool {
 			if !ok {
 				idx = -1
 			}
-			w.count(idx, cInjected, 1)
 			w.ingress(l, idx, true)
 		}
 		clear(w.burst[:n])
@@ -275,6 +275,17 @@ func (w *worker) ingress(l *nbl.NetBufferList, idx int, injected bool) {
 			w.drop(l, idx, DropMalformed, nbl.StatusInvalidParameter)
 			return
 		}
+		if shared(l) {
+			// Untag a copy: the bytes belong to other NBLs too.
+			c := w.copyOf(l)
+			if c == nil {
+				w.drop(l, idx, DropPoolEmpty, nbl.StatusResources)
+				return
+			}
+			c.Info.Switch = l.Info.Switch
+			w.finish(l, injected)
+			l, nb, injected = c, c.FirstNetBuffer(), false
+		}
 		if !w.stripTag(l, nb) {
 			w.drop(l, idx, DropMalformed, nbl.StatusInvalidParameter)
 			return
@@ -290,7 +301,7 @@ func (w *worker) ingress(l *nbl.NetBufferList, idx int, injected bool) {
 		w.drop(l, idx, DropVLANMismatch, nbl.StatusInvalidParameter)
 		return
 	}
-	if injected && len(w.eng.ingress) > 0 && !w.hasInjectorFilter(l) {
+	if injected && !w.hasInjectorFilter(l) {
 		s.injectNoFilter.Add(1)
 	}
 	if len(w.eng.ingress) > 0 && (p == nil || p.cfg.ID != 0) {
@@ -386,12 +397,40 @@ func (w *worker) hasInjectorFilter(l *nbl.NetBufferList) bool {
 // injection is completed: for the switch its journey is over.
 func (w *worker) absorb(l *nbl.NetBufferList, idx int, injected bool) {
 	w.count(idx, cAbsorbed, 1)
-	if injected {
+	w.finish(l, injected)
+}
+
+// finish ends the switch's part in a frame that goes no further as it is.
+// A frame the switch received or copied is released. A frame that arrived
+// by injection completes. When its injector gave a completion function
+// (which frees or reuses the NBL) and a callout still holds the frame (a
+// reference, a clone), the completion waits until the last hold is
+// dropped, as NDIS returns no NBL while it has references or children. An
+// original injected with no completion function completes at once: that
+// drops only the reference its injector handed over, and the holder's own
+// reference keeps it.
+func (w *worker) finish(l *nbl.NetBufferList, injected bool) {
+	if !injected {
+		w.release(l)
+		return
+	}
+	c := &l.Completion
+	if (c.Fn == nil && c.Batch == nil) || (l.RefCount() == 0 && l.ChildRefCount() == 0) {
 		w.cq.Complete(l, inject.STATUS_SUCCESS)
 		return
 	}
-	w.release(l)
+	for _, c := range w.caches {
+		if c.Pool() == l.Pool() {
+			c.ReleaseTo(l, w.sw)
+			return
+		}
+	}
+	l.Pool().Release(l) // no cache of ours: cannot defer; not reached for pools the switch knows
 }
+
+// shared reports whether other NBLs may describe l's bytes: then the switch
+// must not rewrite them in place.
+func shared(l *nbl.NetBufferList) bool { return l.IsClone() || l.ChildRefCount() > 0 }
 
 // release releases a frame the switch owns through the worker's cache for
 // its pool.
@@ -495,6 +534,16 @@ func (w *worker) egress(l *nbl.NetBufferList, to int, vlan uint16, multiDest, in
 			return
 		}
 	}
+	if needsTag(p, vlan) && shared(l) {
+		// Tag a copy: the bytes belong to other NBLs too.
+		c := w.copyOf(l)
+		if c == nil {
+			w.drop(l, to, DropPoolEmpty, nbl.StatusResources)
+			return
+		}
+		w.finish(l, injected)
+		l = c
+	}
 	if !w.renderVLAN(l, p, vlan) {
 		w.drop(l, to, DropPoolEmpty, nbl.StatusResources)
 		return
@@ -512,7 +561,7 @@ func (w *worker) egress(l *nbl.NetBufferList, to int, vlan uint16, multiDest, in
 func (w *worker) renderVLAN(l *nbl.NetBufferList, p *port, vlan uint16) bool {
 	q := l.Info.Ieee8021Q
 	l.Info.Ieee8021Q = nbl.Ieee8021QInfo{}
-	if p.cfg.Mode == Access || vlan == p.cfg.VLAN {
+	if !needsTag(p, vlan) {
 		return true
 	}
 	nb := l.FirstNetBuffer()
@@ -531,6 +580,9 @@ func (w *worker) renderVLAN(l *nbl.NetBufferList, p *port, vlan uint16) bool {
 	nb.CopyIn(0, h[:])
 	return true
 }
+
+// needsTag reports whether frames of vlan leave port p tagged.
+func needsTag(p *port, vlan uint16) bool { return p.cfg.Mode != Access && vlan != p.cfg.VLAN }
 
 // flushStages moves every staged frame into its port's transmit ring.
 func (w *worker) flushStages() {
