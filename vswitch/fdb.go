@@ -11,13 +11,13 @@ import (
 // source addresses cannot grow memory or evict the table's other ports
 // beyond their share.
 type fdb struct {
-	keys      []atomic.Uint64 // (vlan<<48 | mac) + 1; 0 = empty
-	vals      []atomic.Uint64 // port index << 32 | last seen (seconds)
-	mask      uint64
-	probe     int
-	limits    []int64 // per port
-	ageing    uint32  // seconds
-	perPort   []atomic.Int64
+	keys    []atomic.Uint64 // (vlan<<48 | mac) + 1; 0 = empty
+	vals    []atomic.Uint64 // port index << 32 | last seen (seconds)
+	mask    uint64
+	probe   int
+	limits  []int64 // per port
+	ageing  uint32  // seconds
+	perPort []atomic.Int64
 }
 
 const fdbProbe = 8
@@ -30,13 +30,13 @@ func newFDB(size int, limits []int64, ageingSeconds uint32) *fdb {
 		n <<= 1
 	}
 	return &fdb{
-		keys:      make([]atomic.Uint64, n),
-		vals:      make([]atomic.Uint64, n),
-		mask:      uint64(n - 1),
-		probe:     min(fdbProbe, n),
-		limits:    limits,
-		ageing:    ageingSeconds,
-		perPort:   make([]atomic.Int64, len(limits)),
+		keys:    make([]atomic.Uint64, n),
+		vals:    make([]atomic.Uint64, n),
+		mask:    uint64(n - 1),
+		probe:   min(fdbProbe, n),
+		limits:  limits,
+		ageing:  ageingSeconds,
+		perPort: make([]atomic.Int64, len(limits)),
 	}
 }
 
