@@ -18,6 +18,9 @@ type fdb struct {
 	limits  []int64 // per port
 	ageing  uint32  // seconds
 	perPort []atomic.Int64
+	// gen changes whenever an entry is inserted, moves, or is removed, so
+	// that a worker's memo of a result knows when it may be stale.
+	gen atomic.Uint64
 }
 
 const fdbProbe = 8
@@ -115,6 +118,7 @@ func (t *fdb) learn(vlan uint16, mac []byte, port int, now uint32) learnResult {
 			}
 			t.perPort[old].Add(-1)
 			t.perPort[port].Add(1)
+			t.gen.Add(1)
 			return learnUpdated
 		}
 		if free < 0 && (kj == 0 || now-uint32(t.vals[j].Load()) > t.ageing) {
@@ -144,6 +148,7 @@ func (t *fdb) learn(vlan uint16, mac []byte, port int, now uint32) learnResult {
 	}
 	t.vals[j].Store(want)
 	t.perPort[port].Add(1)
+	t.gen.Add(1)
 	return learnInserted
 }
 
@@ -157,6 +162,7 @@ func (t *fdb) flushPort(port int) {
 		if k := t.keys[j].Load(); k != 0 && int(t.vals[j].Load()>>32) == port {
 			if t.keys[j].CompareAndSwap(k, 0) {
 				t.perPort[port].Add(-1)
+				t.gen.Add(1)
 			}
 		}
 	}

@@ -15,13 +15,6 @@ import (
 	"github.com/nblpipe/nblpipe/ring"
 )
 
-// staged is a frame on its way to a port, with whether it is the second or
-// later copy of a flooded frame.
-type staged struct {
-	l         *nbl.NetBufferList
-	multiDest bool
-}
-
 // worker runs to completion over bursts: injected frames and received
 // frames go through ingress classification, learning, forwarding and egress
 // classification into the destination ports' transmit rings; then the
@@ -38,7 +31,10 @@ type worker struct {
 
 	burst     []*nbl.NetBufferList
 	txbuf     []*nbl.NetBufferList
-	stage     [][]staged // per destination port
+	stage     [][]*nbl.NetBufferList // frames staged per destination port
+	free      []*nbl.NetBufferList   // frames to release in one burst
+	lastSrc   fdbMemo                // the last source address learnt
+	lastDst   fdbMemo                // the last destination looked up
 	dests     []int
 	eng       *engine
 	now       uint32
@@ -68,13 +64,14 @@ func newWorker(s *Switch, id int) (*worker, error) {
 		injq:   injq,
 		burst:  make([]*nbl.NetBufferList, s.cfg.Burst),
 		txbuf:  make([]*nbl.NetBufferList, s.cfg.Burst),
-		stage:  make([][]staged, len(s.ports)),
+		stage:  make([][]*nbl.NetBufferList, len(s.ports)),
+		free:   make([]*nbl.NetBufferList, 0, s.cfg.Burst),
 		dests:  make([]int, 0, len(s.ports)),
 		counts: make([][nCounters]uint64, len(s.ports)+1),
 		pub:    make([][nCounters]atomic.Uint64, len(s.ports)+1),
 	}
 	for i := range w.stage {
-		w.stage[i] = make([]staged, 0, s.cfg.Burst)
+		w.stage[i] = make([]*nbl.NetBufferList, 0, s.cfg.Burst)
 	}
 	if w.copyCache, err = s.copies.NewCache(max(2, s.cfg.Burst*2)); err != nil {
 		return nil, err
@@ -318,8 +315,12 @@ func (w *worker) ingress(l *nbl.NetBufferList, idx int, injected bool) {
 			return
 		}
 	}
-	if p != nil && d[6]&1 == 0 {
-		switch s.fdb.learn(vlan, d[6:12], idx, w.now) {
+	if p != nil && d[6]&1 == 0 && !w.lastSrc.hit(s.fdb, vlan, d[6:12], idx, w.now) {
+		r := s.fdb.learn(vlan, d[6:12], idx, w.now)
+		if r == learnKnown || r == learnUpdated || r == learnInserted {
+			w.lastSrc.set(s.fdb, vlan, d[6:12], idx, w.now)
+		}
+		switch r {
 		case learnTableFull:
 			s.learnFull.Add(1)
 			s.logf("vswitch: MAC table full: new source addresses are not learnt (their frames are flooded)")
@@ -432,6 +433,46 @@ func (w *worker) finish(l *nbl.NetBufferList, injected bool) {
 // must not rewrite them in place.
 func shared(l *nbl.NetBufferList) bool { return l.IsClone() || l.ChildRefCount() > 0 }
 
+// releaseLater gathers frames to release in one burst (releaseNow): one
+// pass over the worker's caches for a run of frames of one pool.
+func (w *worker) releaseLater(l *nbl.NetBufferList) {
+	w.free = append(w.free, l)
+	if len(w.free) == cap(w.free) {
+		w.releaseNow()
+	}
+}
+
+func (w *worker) releaseNow() {
+	ls := w.free
+	for i := 0; i < len(ls); {
+		p := ls[i].Pool()
+		j := i + 1
+		for j < len(ls) && ls[j].Pool() == p {
+			j++
+		}
+		c := w.cacheFor(p)
+		if c != nil {
+			c.ReleaseBurst(ls[i:j])
+		} else {
+			for _, l := range ls[i:j] {
+				p.Release(l)
+			}
+		}
+		i = j
+	}
+	clear(ls)
+	w.free = ls[:0]
+}
+
+func (w *worker) cacheFor(p *nbl.Pool) *nbl.Cache {
+	for _, c := range w.caches {
+		if c.Pool() == p {
+			return c
+		}
+	}
+	return nil
+}
+
 // release releases a frame the switch owns through the worker's cache for
 // its pool.
 func (w *worker) release(l *nbl.NetBufferList) {
@@ -451,7 +492,12 @@ func (w *worker) forward(l *nbl.NetBufferList, d []byte, vlan uint16, src int, i
 	s := w.sw
 	dests := w.dests[:0]
 	if d[0]&1 == 0 {
-		if to := s.fdb.lookup(vlan, d[0:6], w.now); to >= 0 {
+		to := w.lastDst.port
+		if !w.lastDst.hit(s.fdb, vlan, d[0:6], to, w.now) {
+			to = s.fdb.lookup(vlan, d[0:6], w.now)
+			w.lastDst.set(s.fdb, vlan, d[0:6], to, w.now)
+		}
+		if to >= 0 {
 			if to == src {
 				w.drop(l, src, DropNoDestination, nbl.StatusInvalidParameter)
 				return
@@ -548,7 +594,7 @@ func (w *worker) egress(l *nbl.NetBufferList, to int, vlan uint16, multiDest, in
 		w.drop(l, to, DropPoolEmpty, nbl.StatusResources)
 		return
 	}
-	st := append(w.stage[to], staged{l: l, multiDest: multiDest})
+	st := append(w.stage[to], l)
 	w.stage[to] = st
 	if len(st) == cap(st) {
 		w.flushStage(to)
@@ -596,23 +642,17 @@ func (w *worker) flushStages() {
 func (w *worker) flushStage(to int) {
 	st := w.stage[to]
 	p := w.sw.ports[to]
-	buf := w.txbuf[:0]
-	for _, e := range st {
-		buf = append(buf, e.l)
+	if p.owner == w {
+		// Our own port: send now, no ring in between.
+		w.send(p, st)
+	} else {
+		n := p.tx.EnqueueBurst(st)
+		for _, l := range st[n:] {
+			w.drop(l, to, DropRingFull, inject.STATUS_INSUFFICIENT_RESOURCES)
+		}
 	}
 	clear(st)
 	w.stage[to] = st[:0]
-	if p.owner == w {
-		// Our own port: send now, no ring in between.
-		w.send(p, buf)
-		clear(buf)
-		return
-	}
-	n := p.tx.EnqueueBurst(buf)
-	for _, l := range buf[n:] {
-		w.drop(l, to, DropRingFull, inject.STATUS_INSUFFICIENT_RESOURCES)
-	}
-	clear(buf)
 }
 
 // send hands frames to a port the worker serves; what it does not take is
@@ -668,11 +708,12 @@ func (w *worker) reclaim(p *port) bool {
 		moved = true
 		for _, l := range w.txbuf[:n] {
 			if l.Completion.Owner == nil {
-				w.release(l)
+				w.releaseLater(l)
 			} else {
 				w.cq.Complete(l, inject.STATUS_SUCCESS)
 			}
 		}
+		w.releaseNow()
 		clear(w.txbuf[:n])
 	}
 }
@@ -736,4 +777,22 @@ func (w *worker) read(i int, ps *PortStats) {
 	for r := range ps.Drops {
 		ps.Drops[r] += c[cDrop0+r].Load()
 	}
+}
+
+// fdbMemo remembers one MAC table result for the rest of the second, while
+// the table does not change: frames of one flow come in runs, and the run
+// then costs one table access instead of one per frame.
+type fdbMemo struct {
+	key  uint64
+	port int
+	now  uint32
+	gen  uint64
+}
+
+func (m *fdbMemo) hit(t *fdb, vlan uint16, mac []byte, port int, now uint32) bool {
+	return m.key == fdbKey(vlan, mac) && m.port == port && m.now == now && m.gen == t.gen.Load()
+}
+
+func (m *fdbMemo) set(t *fdb, vlan uint16, mac []byte, port int, now uint32) {
+	*m = fdbMemo{key: fdbKey(vlan, mac), port: port, now: now, gen: t.gen.Load()}
 }
