@@ -181,11 +181,17 @@ func (q *CompletionQueue) endRun() {
 // completion drops that reference. An NBL that was not injected is
 // released: its holder is done with it.
 func (q *CompletionQueue) release(l *nbl.NetBufferList, injected bool) {
+	p := l.Pool()
 	if injected {
+		for _, c := range q.caches {
+			if c.Pool() == p {
+				c.Dereference(l)
+				return
+			}
+		}
 		l.Dereference()
 		return
 	}
-	p := l.Pool()
 	for _, c := range q.caches {
 		if c.Pool() == p {
 			c.Release(l)

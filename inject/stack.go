@@ -74,6 +74,7 @@ type Stack struct {
 	ready    atomic.Bool
 	mu       sync.Mutex
 	vswitch  atomic.Pointer[map[GUID]VSwitchTarget] // copy on write
+	last     atomic.Pointer[vswitchEntry]           // the last target found
 	dispatch sync.Map                               // goroutine ID -> struct{}
 	handles  atomic.Int64                           // live handles
 	paths    [3]atomic.Pointer[DataPath]            // PathIP, PathStream, PathMAC
@@ -124,6 +125,7 @@ func (s *Stack) RegisterVSwitch(t VSwitchTarget) error {
 	}
 	m[id] = t
 	s.vswitch.Store(&m)
+	s.last.Store(nil)
 	return nil
 }
 
@@ -143,14 +145,29 @@ func (s *Stack) UnregisterVSwitch(id GUID) {
 		}
 	}
 	s.vswitch.Store(&m)
+	s.last.Store(nil)
 }
 
-// lookupVSwitch finds a registered switch without locking or allocating.
+type vswitchEntry struct {
+	id GUID
+	t  VSwitchTarget
+}
+
+// lookupVSwitch finds a registered switch without locking or allocating:
+// the last one found is remembered, so a run of injections into one switch
+// compares 16 bytes instead of hashing them.
 func (s *Stack) lookupVSwitch(id []byte) (VSwitchTarget, bool) {
 	if len(id) != len(GUID{}) {
 		return nil, false
 	}
-	t, ok := (*s.vswitch.Load())[GUID(id)]
+	g := GUID(id)
+	if e := s.last.Load(); e != nil && e.id == g {
+		return e.t, true
+	}
+	t, ok := (*s.vswitch.Load())[g]
+	if ok {
+		s.last.Store(&vswitchEntry{id: g, t: t})
+	}
 	return t, ok
 }
 

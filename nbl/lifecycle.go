@@ -178,6 +178,22 @@ func (l *NetBufferList) Dereference() {
 	l.pool.shared.drop(l)
 }
 
+// Dereference is NetBufferList.Dereference through the cache: when it drops
+// the last hold, the NBL goes back through this cache rather than the
+// pool's shared ring. l must belong to the cache's pool.
+func (c *Cache) Dereference(l *NetBufferList) {
+	debugLive(l)
+	if l.pool != c.p {
+		l.Dereference()
+		return
+	}
+	if l.refs.Add(-1) < 0 {
+		l.refs.Add(1)
+		panic("nbl: Dereference without a matching Reference")
+	}
+	c.drop(l)
+}
+
 // drop removes one hold and releases the NBL if that was the last one and its
 // owner had released it.
 func (c *Cache) drop(l *NetBufferList) {

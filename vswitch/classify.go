@@ -41,6 +41,13 @@ type Metadata struct {
 	VSwitchSourcePortID      uint32
 	VSwitchSourceNicIndex    uint16
 	VSwitchDestinationPortID uint32
+
+	// Cache is not part of WFP's metadata: it is the classifying worker's
+	// NBL cache for the frame's pool (nil if it has none). A callout that
+	// clones or allocates inside its classify can use it instead of the
+	// pool's shared ring: it is valid during this classify, on this
+	// goroutine, only.
+	Cache *nbl.Cache
 }
 
 // ClassifyOut is what a classify function writes (FWPS_CLASSIFY_OUT0).
@@ -475,24 +482,54 @@ func addrType(mac []byte) uint64 {
 	return uint64(DlMulticast)
 }
 
-// fillCommon fills the fields 0-11 that the ingress and egress layers share.
-func (w *worker) fillCommon(l *nbl.NetBufferList, d []byte, vlan uint16, src *port) {
-	v := &w.in.Values
-	v[0] = Value{Type: FWP_BYTE_ARRAY6_TYPE, Bytes: d[6:12]}
-	v[1] = Value{Type: FWP_UINT8, Uint: addrType(d[6:12])}
-	v[2] = Value{Type: FWP_BYTE_ARRAY6_TYPE, Bytes: d[0:6]}
-	v[3] = Value{Type: FWP_UINT8, Uint: addrType(d[0:6])}
-	v[4] = Value{Type: FWP_UINT16, Uint: uint64(d[12])<<8 | uint64(d[13])}
-	v[5] = Value{Type: FWP_UINT16, Uint: uint64(vlan&0x0FFF) | uint64(l.Info.Ieee8021Q.Priority&7)<<13}
-	v[6] = Value{Type: FWP_UINT16}
-	v[7] = Value{Type: FWP_BYTE_BLOB_TYPE, Bytes: w.sw.idBytes[:]}
-	v[8] = Value{Type: FWP_UINT8, Uint: uint64(w.sw.cfg.NetworkType)}
-	v[9] = Value{Type: FWP_BYTE_BLOB_TYPE}
+// initValues fills the fields that do not change from frame to frame, once,
+// in both layers' scratch values; fillCommon then writes only the others.
+// Callouts must not change incoming values (they are an input, as in WFP).
+func (w *worker) initValues() {
+	for _, in := range []*IncomingValues{&w.inIngress, &w.inEgress} {
+		v := &in.Values
+		v[0] = Value{Type: FWP_BYTE_ARRAY6_TYPE}
+		v[1] = Value{Type: FWP_UINT8}
+		v[2] = Value{Type: FWP_BYTE_ARRAY6_TYPE}
+		v[3] = Value{Type: FWP_UINT8}
+		v[4] = Value{Type: FWP_UINT16}
+		v[5] = Value{Type: FWP_UINT16}
+		v[6] = Value{Type: FWP_UINT16}
+		v[7] = Value{Type: FWP_BYTE_BLOB_TYPE, Bytes: w.sw.idBytes[:]}
+		v[8] = Value{Type: FWP_UINT8, Uint: uint64(w.sw.cfg.NetworkType)}
+		v[9] = Value{Type: FWP_BYTE_BLOB_TYPE}
+		v[10] = Value{Type: FWP_UINT8}
+		v[11] = Value{Type: FWP_BYTE_BLOB_TYPE}
+	}
+	w.inIngress.LayerID = FWPS_LAYER_INGRESS_VSWITCH_ETHERNET
+	w.inIngress.ValueCount = FWPS_FIELD_INGRESS_VSWITCH_ETHERNET_MAX
+	v := &w.inIngress.Values
+	v[12] = Value{Type: FWP_UINT32, Uint: uint64(FWP_CONDITION_L2_IS_NATIVE_ETHERNET)}
+	v[13] = Value{Type: FWP_UINT32, Uint: 1}
+	w.inEgress.LayerID = FWPS_LAYER_EGRESS_VSWITCH_ETHERNET
+	w.inEgress.ValueCount = FWPS_FIELD_EGRESS_VSWITCH_ETHERNET_MAX
+	v = &w.inEgress.Values
+	v[12] = Value{Type: FWP_BYTE_BLOB_TYPE}
+	v[13] = Value{Type: FWP_UINT8}
+	v[14] = Value{Type: FWP_BYTE_BLOB_TYPE}
+	v[15] = Value{Type: FWP_UINT32, Uint: uint64(FWP_CONDITION_L2_IS_NATIVE_ETHERNET)}
+	v[16] = Value{Type: FWP_UINT32, Uint: 1}
+}
+
+// fillCommon writes the per-frame fields 0-5 and 9 of in.
+func (w *worker) fillCommon(in *IncomingValues, l *nbl.NetBufferList, d []byte, vlan uint16, src *port) {
+	v := &in.Values
+	v[0].Bytes = d[6:12]
+	v[1].Uint = addrType(d[6:12])
+	v[2].Bytes = d[0:6]
+	v[3].Uint = addrType(d[0:6])
+	v[4].Uint = uint64(d[12])<<8 | uint64(d[13])
+	v[5].Uint = uint64(vlan&0x0FFF) | uint64(l.Info.Ieee8021Q.Priority&7)<<13
 	if src != nil {
 		v[9].Bytes = src.name
+	} else {
+		v[9].Bytes = nil
 	}
-	v[10] = Value{Type: FWP_UINT8}
-	v[11] = Value{Type: FWP_BYTE_BLOB_TYPE}
 	m := &w.meta
 	*m = Metadata{
 		CurrentL2MetadataValues: FWPS_L2_METADATA_FIELD_ETHERNET_MAC_HEADER_SIZE |
@@ -500,18 +537,14 @@ func (w *worker) fillCommon(l *nbl.NetBufferList, d []byte, vlan uint16, src *po
 		EthernetMacHeaderSize: 14,
 		VSwitchSourcePortID:   l.Info.Switch.SourcePortID,
 		VSwitchSourceNicIndex: l.Info.Switch.SourceNicIndex,
+		Cache:                 w.cacheFor(l.Pool()),
 	}
 }
 
 // fillIngress builds the incoming values and metadata of the ingress layer
 // in the worker's scratch space: nothing is allocated.
 func (w *worker) fillIngress(l *nbl.NetBufferList, d []byte, vlan uint16, src *port) {
-	w.in.LayerID = FWPS_LAYER_INGRESS_VSWITCH_ETHERNET
-	w.in.ValueCount = FWPS_FIELD_INGRESS_VSWITCH_ETHERNET_MAX
-	w.fillCommon(l, d, vlan, src)
-	v := &w.in.Values
-	v[12] = Value{Type: FWP_UINT32, Uint: uint64(FWP_CONDITION_L2_IS_NATIVE_ETHERNET)}
-	v[13] = Value{Type: FWP_UINT32, Uint: 1}
+	w.fillCommon(&w.inIngress, l, d, vlan, src)
 }
 
 // fillEgress builds the incoming values and metadata of the egress layer
@@ -519,18 +552,11 @@ func (w *worker) fillIngress(l *nbl.NetBufferList, d []byte, vlan uint16, src *p
 func (w *worker) fillEgress(l *nbl.NetBufferList, vlan uint16, p *port, multiDest bool) {
 	d := w.header(l.FirstNetBuffer())
 	var src *port
-	if i, ok := w.sw.byID[l.Info.Switch.SourcePortID]; ok {
+	if i, ok := w.sw.portIndex(l.Info.Switch.SourcePortID); ok {
 		src = w.sw.ports[i]
 	}
-	w.in.LayerID = FWPS_LAYER_EGRESS_VSWITCH_ETHERNET
-	w.in.ValueCount = FWPS_FIELD_EGRESS_VSWITCH_ETHERNET_MAX
-	w.fillCommon(l, d, vlan, src)
-	v := &w.in.Values
-	v[12] = Value{Type: FWP_BYTE_BLOB_TYPE, Bytes: p.name}
-	v[13] = Value{Type: FWP_UINT8}
-	v[14] = Value{Type: FWP_BYTE_BLOB_TYPE}
-	v[15] = Value{Type: FWP_UINT32, Uint: uint64(FWP_CONDITION_L2_IS_NATIVE_ETHERNET)}
-	v[16] = Value{Type: FWP_UINT32, Uint: 1}
+	w.fillCommon(&w.inEgress, l, d, vlan, src)
+	w.inEgress.Values[12].Bytes = p.name
 	w.meta.CurrentL2MetadataValues |= FWPS_L2_METADATA_FIELD_VSWITCH_DESTINATION_PORT_ID
 	w.meta.VSwitchDestinationPortID = p.cfg.ID
 	if multiDest {

@@ -142,6 +142,7 @@ type Switch struct {
 	stack   *inject.Stack
 	ports   []*port
 	byID    map[uint32]int
+	dense   []int32 // port ID -> index+1 for IDs below denseIDs
 	workers []*worker
 	fdb     *fdb
 	copies  *nbl.Pool
@@ -226,10 +227,32 @@ func (s *Switch) AddPort(p Port, cfg PortConfig) error {
 		pt.allowed[v/64] |= 1 << (v % 64)
 	}
 	s.byID[cfg.ID] = pt.idx
+	if cfg.ID < denseIDs {
+		if int(cfg.ID) >= len(s.dense) {
+			s.dense = append(s.dense, make([]int32, int(cfg.ID)+1-len(s.dense))...)
+		}
+		s.dense[cfg.ID] = int32(pt.idx + 1)
+	}
 	s.ports = append(s.ports, pt)
 	s.injected = make([]atomic.Uint64, len(s.ports)+1)
 	s.extraDrops = make([][NumDropReasons]atomic.Uint64, len(s.ports)+1)
 	return nil
+}
+
+// denseIDs bounds the port IDs looked up in an array rather than the map.
+const denseIDs = 4096
+
+// portIndex returns the index of the port with the given ID.
+func (s *Switch) portIndex(id uint32) (int, bool) {
+	if id < uint32(len(s.dense)) {
+		i := int(s.dense[id]) - 1
+		return i, i >= 0
+	}
+	if id < denseIDs {
+		return -1, false
+	}
+	i, ok := s.byID[id]
+	return i, ok
 }
 
 // Ports returns the number of ports.
@@ -320,7 +343,7 @@ func (s *Switch) Step() bool {
 func (s *Switch) InjectIngress(nbls *nbl.NetBufferList, count int, sourcePortID uint32, sourceNicIndex uint16) {
 	w := s.workers0()
 	slot := len(s.ports) // the unknown-port slot
-	if idx, known := s.byID[sourcePortID]; known {
+	if idx, known := s.portIndex(sourcePortID); known {
 		slot = idx
 		if w != nil {
 			w = s.ports[idx].owner

@@ -38,7 +38,8 @@ type worker struct {
 	dests     []int
 	eng       *engine
 	now       uint32
-	in        IncomingValues
+	inIngress IncomingValues
+	inEgress  IncomingValues
 	meta      Metadata
 	out       ClassifyOut
 	hdr       [18]byte
@@ -73,6 +74,7 @@ func newWorker(s *Switch, id int) (*worker, error) {
 	for i := range w.stage {
 		w.stage[i] = make([]*nbl.NetBufferList, 0, s.cfg.Burst)
 	}
+	w.initValues()
 	if w.copyCache, err = s.copies.NewCache(max(2, s.cfg.Burst*2)); err != nil {
 		return nil, err
 	}
@@ -173,7 +175,7 @@ func (w *worker) step() bool {
 		}
 		moved = true
 		for _, l := range w.burst[:n] {
-			idx, ok := w.sw.byID[l.Info.Switch.SourcePortID]
+			idx, ok := w.sw.portIndex(l.Info.Switch.SourcePortID)
 			if !ok {
 				idx = -1
 			}
@@ -303,7 +305,7 @@ func (w *worker) ingress(l *nbl.NetBufferList, idx int, injected bool) {
 	}
 	if len(w.eng.ingress) > 0 && (p == nil || p.cfg.ID != 0) {
 		w.fillIngress(l, d, vlan, p)
-		switch w.classify(w.eng.ingress, &w.in, &w.meta, l) {
+		switch w.classify(w.eng.ingress, &w.inIngress, &w.meta, l) {
 		case verdictBlock:
 			w.drop(l, idx, DropFilterBlock, STATUS_FWP_BLOCKED)
 			return
@@ -568,7 +570,7 @@ func (w *worker) egress(l *nbl.NetBufferList, to int, vlan uint16, multiDest, in
 	p := s.ports[to]
 	if len(w.eng.egress) > 0 && p.cfg.ID != 0 {
 		w.fillEgress(l, vlan, p, multiDest)
-		switch w.classify(w.eng.egress, &w.in, &w.meta, l) {
+		switch w.classify(w.eng.egress, &w.inEgress, &w.meta, l) {
 		case verdictBlock:
 			w.drop(l, to, DropFilterBlock, STATUS_FWP_BLOCKED)
 			return
@@ -727,7 +729,7 @@ func (w *worker) drain() {
 			break
 		}
 		for _, l := range w.burst[:n] {
-			idx, ok := w.sw.byID[l.Info.Switch.SourcePortID]
+			idx, ok := w.sw.portIndex(l.Info.Switch.SourcePortID)
 			if !ok {
 				idx = -1
 			}

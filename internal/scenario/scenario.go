@@ -208,7 +208,11 @@ func (c *Callout) Classify(in *vswitch.IncomingValues, meta *vswitch.Metadata, l
 	var err error
 	if c.Clone {
 		var cl *nbl.NetBufferList
-		cl, err = l.Pool().Clone(l)
+		if meta.Cache != nil {
+			cl, err = meta.Cache.Clone(l)
+		} else {
+			cl, err = l.Pool().Clone(l)
+		}
 		if err == nil {
 			err = c.Handle.InjectVSwitchIngress(c.VSwitchID, meta.VSwitchSourcePortID, meta.VSwitchSourceNicIndex, cl, nil, c.done)
 			if err != nil {
