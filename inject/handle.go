@@ -59,7 +59,6 @@ type Handle struct {
 	drained chan struct{}
 	once    sync.Once
 
-	injected  atomic.Uint64
 	completed atomic.Uint64
 	refused   atomic.Uint64
 }
@@ -135,11 +134,16 @@ type HandleStats struct {
 }
 
 // Stats returns the handle's counters.
+//
+// Injected is derived (completed + pending), which spares the injection
+// path an atomic operation; while injections run the figures are a snapshot.
 func (h *Handle) Stats() HandleStats {
+	c := h.completed.Load()
+	p := h.pending.Load()
 	return HandleStats{
-		Injected:  h.injected.Load(),
-		Completed: h.completed.Load(),
-		Pending:   h.pending.Load(),
+		Injected:  c + uint64(max(p, 0)),
+		Completed: c,
+		Pending:   p,
 		Refused:   h.refused.Load(),
 	}
 }

@@ -83,7 +83,6 @@ func (h *Handle) commit(head *nbl.NetBufferList, n int, injectionContext any, do
 		tag(l, h, injectionContext)
 		l.Completion = nbl.Completion{Fn: done.Fn, Batch: done.Batch, Context: done.Context, Owner: h}
 	}
-	h.injected.Add(uint64(n))
 }
 
 func (h *Handle) refuse(err error) error {

@@ -42,5 +42,5 @@ func debugLive(l *NetBufferList) {
 }
 
 func debugFreeHeld(l *NetBufferList) {
-	panic(fmt.Sprintf("nbl: free of descriptor %d while %d clones and %d references are alive", l.index, l.childRefs.Load(), l.refs.Load()))
+	panic(fmt.Sprintf("nbl: free of descriptor %d while %d clones and %d references are alive", l.index, l.childRefs.Load(), l.RefCount()))
 }

@@ -90,7 +90,7 @@ func (c *Cache) checkFree(l *NetBufferList, wantClone bool) error {
 	}
 	if l.holds.Load() != 0 {
 		debugFreeHeld(l)
-		return fmt.Errorf("%w: NBL still has %d clones and %d references", ErrInvalidParameter, l.childRefs.Load(), l.refs.Load())
+		return fmt.Errorf("%w: NBL still has %d clones and %d references", ErrInvalidParameter, l.childRefs.Load(), l.RefCount())
 	}
 	return nil
 }
@@ -160,7 +160,6 @@ func (c *Cache) ReleaseBurst(nbls []*NetBufferList) {
 // or through a reference, may take one.
 func (l *NetBufferList) Reference() {
 	debugLive(l)
-	l.refs.Add(1)
 	l.holds.Add(holdUnit)
 }
 
@@ -171,11 +170,7 @@ func (l *NetBufferList) Reference() {
 // panics (conformance case 51).
 func (l *NetBufferList) Dereference() {
 	debugLive(l)
-	if l.refs.Add(-1) < 0 {
-		l.refs.Add(1)
-		panic("nbl: Dereference without a matching Reference")
-	}
-	l.pool.shared.drop(l)
+	l.pool.shared.dereference(l)
 }
 
 // Dereference is NetBufferList.Dereference through the cache: when it drops
@@ -187,8 +182,16 @@ func (c *Cache) Dereference(l *NetBufferList) {
 		l.Dereference()
 		return
 	}
-	if l.refs.Add(-1) < 0 {
-		l.refs.Add(1)
+	c.dereference(l)
+}
+
+// dereference drops a reference. References are not counted apart from
+// clones: holds counts both, so the check for a reference to drop compares
+// it with the clones, which is exact when no clone is made or freed at the
+// same moment (a misuse check, not a synchronisation).
+func (c *Cache) dereference(l *NetBufferList) {
+	h := l.holds.Load()
+	if h/holdUnit <= l.childRefs.Load() {
 		panic("nbl: Dereference without a matching Reference")
 	}
 	c.drop(l)

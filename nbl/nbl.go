@@ -207,7 +207,6 @@ type NetBufferList struct {
 	parent    *NetBufferList
 	context   *Context
 	childRefs atomic.Int32  // ChildRefCount
-	refs      atomic.Int32  // FwpsReferenceNetBufferList0 references
 	state     atomic.Uint32 // debug builds: free or allocated
 	finisher  Finisher
 
@@ -230,7 +229,7 @@ func (l *NetBufferList) ChildRefCount() int32 { return l.childRefs.Load() }
 
 // RefCount returns the number of references taken with Reference and not yet
 // dropped.
-func (l *NetBufferList) RefCount() int32 { return l.refs.Load() }
+func (l *NetBufferList) RefCount() int32 { return l.holds.Load()/holdUnit - l.childRefs.Load() }
 
 // IsClone reports whether the NBL was made by Clone.
 func (l *NetBufferList) IsClone() bool { return l.clone }

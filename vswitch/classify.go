@@ -530,15 +530,18 @@ func (w *worker) fillCommon(in *IncomingValues, l *nbl.NetBufferList, d []byte, 
 	} else {
 		v[9].Bytes = nil
 	}
+	// Field by field: a composite literal assigned through the pointer
+	// costs several times more here (it is built, then copied).
 	m := &w.meta
-	*m = Metadata{
-		CurrentL2MetadataValues: FWPS_L2_METADATA_FIELD_ETHERNET_MAC_HEADER_SIZE |
-			FWPS_L2_METADATA_FIELD_VSWITCH_SOURCE_PORT_ID | FWPS_L2_METADATA_FIELD_VSWITCH_SOURCE_NIC_INDEX,
-		EthernetMacHeaderSize: 14,
-		VSwitchSourcePortID:   l.Info.Switch.SourcePortID,
-		VSwitchSourceNicIndex: l.Info.Switch.SourceNicIndex,
-		Cache:                 w.cacheFor(l.Pool()),
-	}
+	m.CurrentMetadataValues = 0
+	m.CurrentL2MetadataValues = FWPS_L2_METADATA_FIELD_ETHERNET_MAC_HEADER_SIZE |
+		FWPS_L2_METADATA_FIELD_VSWITCH_SOURCE_PORT_ID | FWPS_L2_METADATA_FIELD_VSWITCH_SOURCE_NIC_INDEX
+	m.L2Flags = 0
+	m.EthernetMacHeaderSize = 14
+	m.VSwitchSourcePortID = l.Info.Switch.SourcePortID
+	m.VSwitchSourceNicIndex = l.Info.Switch.SourceNicIndex
+	m.VSwitchDestinationPortID = 0
+	m.Cache = w.cacheFor(l.Pool())
 }
 
 // fillIngress builds the incoming values and metadata of the ingress layer
