@@ -2,6 +2,7 @@ package pool
 
 import (
 	"errors"
+	"math"
 	"fmt"
 	"sync"
 	"unsafe"
@@ -21,8 +22,9 @@ const (
 // HugePageSize is the huge-page size a Slab asks for.
 const HugePageSize = 2 << 20
 
-// MaxSlabBytes bounds one slab's size (64 GiB).
-const MaxSlabBytes = 64 << 30
+// MaxSlabBytes bounds one slab's size: 64 GiB, or less where an int is
+// smaller (a 32-bit platform).
+const MaxSlabBytes = min(64<<30, math.MaxInt>>1)
 
 var (
 	// ErrSlabConfig is returned by NewSlab for a configuration it cannot

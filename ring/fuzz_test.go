@@ -25,8 +25,8 @@ func FuzzRingOps(f *testing.F) {
 		uint8(1), uint8(2), uint64(1)<<63-1)
 
 	f.Fuzz(func(t *testing.T, ops []byte, capLog, mode uint8, start uint64) {
-		if len(ops) > 4096 {
-			ops = ops[:4096]
+		if len(ops) > 1024 {
+			ops = ops[:1024]
 		}
 		h := newHarness(t, 1<<(capLog%7), Mode(mode%4), start)
 		for _, b := range ops {

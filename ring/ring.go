@@ -38,12 +38,12 @@ func (m Mode) MultiProducer() bool { return m == MPSC || m == MPMC }
 func (m Mode) MultiConsumer() bool { return m == SPMC || m == MPMC }
 
 // MaxCapacity is the largest capacity New accepts.
-const MaxCapacity = 1 << 31
+const MaxCapacity = 1 << 30
 
 var (
 	// ErrCapacity is returned by New for a capacity that is not a power of
 	// two between 1 and MaxCapacity.
-	ErrCapacity = errors.New("ring: capacity must be a power of two between 1 and 2^31")
+	ErrCapacity = errors.New("ring: capacity must be a power of two between 1 and 2^30")
 	// ErrMode is returned by New for a Mode that is not one of the four.
 	ErrMode = errors.New("ring: unknown mode")
 )

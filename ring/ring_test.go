@@ -46,6 +46,7 @@ type harness struct {
 	nextOut int    // value the next dequeued item must hold
 	ops     int    // calls made, for messages
 	last    string // last call made, for messages
+	lastK   int    // its size argument, -1 for none
 	spill   int    // calls whose slots straddled the end of the array
 }
 
@@ -55,14 +56,14 @@ func newHarness(tb testing.TB, capacity int, mode Mode, start uint64) *harness {
 	if err != nil {
 		tb.Fatalf("newAt(%d, %v, %#x): %v", capacity, mode, start, err)
 	}
-	h := &harness{tb: tb, r: r, mode: mode, capacity: capacity, start: start, last: "newAt"}
+	h := &harness{tb: tb, r: r, mode: mode, capacity: capacity, start: start, last: "newAt", lastK: -1}
 	h.check()
 	return h
 }
 
 func (h *harness) String() string {
 	return fmt.Sprintf("%v cap=%d start=%#x call#%d %s (model len %d)",
-		h.mode, h.capacity, h.start, h.ops, h.last, len(h.model))
+		h.mode, h.capacity, h.start, h.ops, h.call(), len(h.model))
 }
 
 func (h *harness) fatalf(format string, args ...any) {
@@ -70,9 +71,18 @@ func (h *harness) fatalf(format string, args ...any) {
 	h.tb.Fatalf("%v: %s", h, fmt.Sprintf(format, args...))
 }
 
-func (h *harness) begin(op string) {
+// call describes the last call made.
+func (h *harness) call() string {
+	if h.lastK < 0 {
+		return h.last
+	}
+	return fmt.Sprintf("%s(%d)", h.last, h.lastK)
+}
+
+// begin records a call; k is its size argument, -1 for none.
+func (h *harness) begin(op string, k int) {
 	h.ops++
-	h.last = op
+	h.last, h.lastK = op, k
 }
 
 // fresh returns n new items; unused ones are handed back with unfresh.
@@ -135,7 +145,7 @@ func (h *harness) took(got []*int) {
 
 func (h *harness) enqueue() bool {
 	h.tb.Helper()
-	h.begin("Enqueue")
+	h.begin("Enqueue", -1)
 	vs := h.fresh(1)
 	want := h.room() >= 1
 	h.noteSpill(h.r.prod.tail.Load(), 1)
@@ -154,7 +164,7 @@ func (h *harness) enqueue() bool {
 
 func (h *harness) enqueueBulk(n int) bool {
 	h.tb.Helper()
-	h.begin(fmt.Sprintf("EnqueueBulk(%d)", n))
+	h.begin("EnqueueBulk", n)
 	vs := h.fresh(n)
 	orig := slices.Clone(vs)
 	want := n <= h.room()
@@ -179,7 +189,7 @@ func (h *harness) enqueueBulk(n int) bool {
 
 func (h *harness) enqueueBurst(n int) int {
 	h.tb.Helper()
-	h.begin(fmt.Sprintf("EnqueueBurst(%d)", n))
+	h.begin("EnqueueBurst", n)
 	vs := h.fresh(n)
 	orig := slices.Clone(vs)
 	want := min(n, h.room())
@@ -199,7 +209,7 @@ func (h *harness) enqueueBurst(n int) int {
 
 func (h *harness) dequeue() (*int, bool) {
 	h.tb.Helper()
-	h.begin("Dequeue")
+	h.begin("Dequeue", -1)
 	want := len(h.model) > 0
 	h.noteSpill(h.r.cons.tail.Load(), 1)
 	v, ok := h.r.Dequeue()
@@ -217,7 +227,7 @@ func (h *harness) dequeue() (*int, bool) {
 
 func (h *harness) dequeueBulk(n int) bool {
 	h.tb.Helper()
-	h.begin(fmt.Sprintf("DequeueBulk(%d)", n))
+	h.begin("DequeueBulk", n)
 	out := outBuf(n)
 	want := n <= len(h.model)
 	if want {
@@ -242,7 +252,7 @@ func (h *harness) dequeueBulk(n int) bool {
 
 func (h *harness) dequeueBurst(n int) int {
 	h.tb.Helper()
-	h.begin(fmt.Sprintf("DequeueBurst(%d)", n))
+	h.begin("DequeueBurst", n)
 	out := outBuf(n)
 	want := min(n, len(h.model))
 	h.noteSpill(h.r.cons.tail.Load(), want)
@@ -512,7 +522,7 @@ var conformance = []struct {
 				got = h.dequeueBurst(s.n)
 			}
 			if got != s.want {
-				t.Fatalf("step %d: %s = %d, want %d", i, h.last, got, s.want)
+				t.Fatalf("step %d: %s = %d, want %d", i, h.call(), got, s.want)
 			}
 		}
 	}},

@@ -379,7 +379,8 @@ func (p *Port) Send(in []*nbl.NetBufferList) (int, error) {
 			used := 0
 			if p.vnet {
 				writeVnet(&p.vhdrs[i], l)
-				iov[0] = unix.Iovec{Base: &p.vhdrs[i][0], Len: virtioNetHdrLen}
+				iov[0] = unix.Iovec{Base: &p.vhdrs[i][0]}
+				iov[0].SetLen(virtioNetHdrLen)
 				used = 1
 			}
 			// One iovec per segment of the data: the kernel gathers them.
@@ -395,12 +396,14 @@ func (p *Port) Send(in []*nbl.NetBufferList) (int, error) {
 				if len(seg) == 0 {
 					continue
 				}
-				iov[used] = unix.Iovec{Base: unsafe.SliceData(seg), Len: uint64(len(seg))}
+				iov[used] = unix.Iovec{Base: unsafe.SliceData(seg)}
+				iov[used].SetLen(len(seg))
 				used++
 				left -= len(seg)
 			}
 			m := &p.msgs[i]
-			m.hdr = unix.Msghdr{Iov: &iov[0], Iovlen: uint64(used)}
+			m.hdr = unix.Msghdr{Iov: &iov[0]}
+			m.hdr.SetIovlen(used)
 		}
 		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(p.fd), uintptr(unsafe.Pointer(&p.msgs[0])), uintptr(k), unix.MSG_DONTWAIT, 0, 0)
 		runtime.KeepAlive(in)
