@@ -2,8 +2,8 @@ package pool
 
 import (
 	"errors"
-	"math"
 	"fmt"
+	"math"
 	"sync"
 	"unsafe"
 
