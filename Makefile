@@ -19,12 +19,12 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt would change these files:"; echo "$$out"; exit 1; fi
 
 test-race:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 5m ./...
 
 # The nblpipe_debug tag turns misuse (double free, foreign objects) into
 # panics; its own tests run only with the tag.
 test-debug:
-	$(GO) test -count=1 -tags nblpipe_debug ./...
+	$(GO) test -count=1 -timeout 5m -tags nblpipe_debug ./...
 
 ## bench: the main job, the benchmark program on in-memory data (no root).
 bench:

@@ -151,6 +151,11 @@ type Switch struct {
 	idBytes [16]byte
 
 	state   atomic.Int32 // 0 set up, 1 running, 2 closing, 3 closed
+	// now is the switch's clock in whole seconds since start, for MAC
+	// ageing: a ticker keeps it, so workers read a word instead of the
+	// system clock (tens of nanoseconds on a VM).
+	now       atomic.Uint32
+	stopClock chan struct{}
 	stop    atomic.Bool
 	wg      sync.WaitGroup
 	closeMu sync.Mutex
@@ -292,6 +297,9 @@ func (s *Switch) Start() error {
 		s.state.Store(stateSetup)
 		return err
 	}
+	s.stopClock = make(chan struct{})
+	s.wg.Add(1)
+	go s.clock(s.stopClock)
 	if s.cfg.Manual {
 		for _, w := range s.workers {
 			cq, err := inject.NewCompletionQueue(s.stack, 4*s.cfg.Burst, w.caches...)
@@ -313,6 +321,21 @@ func (s *Switch) Start() error {
 		}
 	}
 	return nil
+}
+
+// clock keeps s.now until Close.
+func (s *Switch) clock(stop <-chan struct{}) {
+	defer s.wg.Done()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			s.now.Store(uint32(time.Since(s.start) / time.Second))
+		case <-stop:
+			return
+		}
+	}
 }
 
 // Step runs one burst of every worker on the calling goroutine and reports
@@ -424,6 +447,11 @@ func (s *Switch) CloseContext(ctx context.Context) error {
 	s.stack.UnregisterVSwitch(s.cfg.ID)
 	s.state.Store(stateClosing)
 	s.stop.Store(true)
+	if s.stopClock != nil {
+		// Close may run again after a timeout: stop the clock once.
+		close(s.stopClock)
+		s.stopClock = nil
+	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {

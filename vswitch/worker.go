@@ -162,7 +162,7 @@ func (w *worker) loop() {
 // step runs one burst of every stage and reports whether anything moved.
 func (w *worker) step() bool {
 	w.eng = w.sw.engine.snap.Load()
-	w.now = uint32(time.Since(w.sw.start) / time.Second)
+	w.now = w.sw.now.Load()
 	moved := false
 
 	w.takeDeferred()
@@ -785,16 +785,17 @@ func (w *worker) read(i int, ps *PortStats) {
 // the table does not change: frames of one flow come in runs, and the run
 // then costs one table access instead of one per frame.
 type fdbMemo struct {
-	key  uint64
+	mac  [6]byte
+	vlan uint16
 	port int
 	now  uint32
 	gen  uint64
 }
 
 func (m *fdbMemo) hit(t *fdb, vlan uint16, mac []byte, port int, now uint32) bool {
-	return m.key == fdbKey(vlan, mac) && m.port == port && m.now == now && m.gen == t.gen.Load()
+	return [6]byte(mac) == m.mac && m.vlan == vlan && m.port == port && m.now == now && m.gen == t.gen.Load()
 }
 
 func (m *fdbMemo) set(t *fdb, vlan uint16, mac []byte, port int, now uint32) {
-	*m = fdbMemo{key: fdbKey(vlan, mac), port: port, now: now, gen: t.gen.Load()}
+	m.mac, m.vlan, m.port, m.now, m.gen = [6]byte(mac), vlan, port, now, t.gen.Load()
 }

@@ -89,9 +89,10 @@ type Port struct {
 	mu       sync.Mutex
 	captured [][]byte
 
-	stampN int
-	lat    []int64
-	latN   atomic.Uint64
+	stampN  int
+	sameLen bool // every template has one length
+	lat     []int64
+	latN    atomic.Uint64
 }
 
 var epoch = time.Now()
@@ -137,6 +138,10 @@ func New(cfg Config) (*Port, error) {
 		}
 		p.ownPool = true
 	}
+	p.sameLen = len(cfg.Frames) > 0
+	for _, f := range cfg.Frames {
+		p.sameLen = p.sameLen && len(f) == len(cfg.Frames[0])
+	}
 	if len(cfg.Frames) > 0 && p.maxLen+p.pool.Config().Headroom > p.pool.Config().FrameSize {
 		return nil, fmt.Errorf("memport: a %d-byte template does not fit the pool's frames", p.maxLen)
 	}
@@ -169,6 +174,33 @@ func (p *Port) Receive(out []*nbl.NetBufferList) (int, error) {
 		n = min(n, max(0, p.cfg.MaxInFlight-inFlight))
 	}
 	headroom := p.pool.Config().Headroom
+	if p.sameLen {
+		// One length for every template: allocate the burst at once.
+		n = p.cache.AllocateBurst(out[:n], len(p.cfg.Frames[0]))
+		if n < len(out) && (p.cfg.Limit == 0 || uint64(n) < p.left) {
+			p.poolEmpty.Add(1)
+		}
+		for _, l := range out[:n] {
+			tpl := p.cfg.Frames[p.next]
+			if p.next++; p.next == len(p.cfg.Frames) {
+				p.next = 0
+			}
+			d, _ := l.FirstNetBuffer().Data()
+			copy(d, tpl)
+			l.Originator = p
+			if p.cfg.StampEvery > 0 {
+				if p.stampN++; p.stampN == p.cfg.StampEvery {
+					p.stampN = 0
+					l.Info.Timestamp = p.cfg.Clock()
+				}
+			}
+		}
+		if p.cfg.Limit > 0 {
+			p.left -= uint64(n)
+		}
+		p.generated.Add(uint64(n))
+		return n, nil
+	}
 	for i := 0; i < n; i++ {
 		tpl := p.cfg.Frames[p.next]
 		l, err := p.cache.Allocate(headroom, len(tpl))
