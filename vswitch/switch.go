@@ -150,15 +150,15 @@ type Switch struct {
 	start   time.Time
 	idBytes [16]byte
 
-	state   atomic.Int32 // 0 set up, 1 running, 2 closing, 3 closed
+	state atomic.Int32 // 0 set up, 1 running, 2 closing, 3 closed
 	// now is the switch's clock in whole seconds since start, for MAC
 	// ageing: a ticker keeps it, so workers read a word instead of the
 	// system clock (tens of nanoseconds on a VM).
 	now       atomic.Uint32
 	stopClock chan struct{}
-	stop    atomic.Bool
-	wg      sync.WaitGroup
-	closeMu sync.Mutex
+	stop      atomic.Bool
+	wg        sync.WaitGroup
+	closeMu   sync.Mutex
 
 	// stats not tied to a port
 	rightsViolations atomic.Uint64
