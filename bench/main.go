@@ -183,11 +183,12 @@ func run(o options, w io.Writer) error {
 	}
 	rep := Report{Machine: describeMachine()}
 	progress := func(string) {}
+	var live func(string, uint64, time.Duration)
 	if !o.jsonOut {
 		printMachine(w, rep.Machine)
-		progress = newProgress(w)
+		progress, live = newProgress(w)
 	}
-	pipe, err := pipelineRuns(o, re, progress)
+	pipe, err := pipelineRuns(o, re, progress, live)
 	progress("")
 	if err != nil {
 		return err

@@ -16,7 +16,7 @@ import (
 // pipelineRuns runs every selected scenario × frame size × burst × workers,
 // with the two channel baselines of each scenario and size measured just
 // before, and returns the results in report order.
-func pipelineRuns(o options, re *regexp.Regexp, progress func(string)) ([]Result, error) {
+func pipelineRuns(o options, re *regexp.Regexp, progress func(string), live func(string, uint64, time.Duration)) ([]Result, error) {
 	var out []Result
 	for _, k := range scenario.Kinds {
 		for _, size := range o.sizes {
@@ -50,6 +50,9 @@ func pipelineRuns(o options, re *regexp.Regexp, progress func(string)) ([]Result
 			for _, c := range rows {
 				name := fmt.Sprintf("%s/burst%d/workers%d", prefix, c.Burst, c.Workers)
 				progress(name)
+				if live != nil {
+					c.Progress = func(p uint64, e time.Duration) { live(name, p, e) }
+				}
 				r, err := scenario.Run(c)
 				if err != nil {
 					return nil, fmt.Errorf("%s: %w", name, err)

@@ -55,6 +55,10 @@ type Config struct {
 	Workers   int // 0: one manual worker stepped on the calling goroutine
 	Duration  time.Duration
 	Warmup    time.Duration
+	// Progress, if set, is called about ten times a second during the
+	// measured interval with the packets so far and the time elapsed (it
+	// reads the counters, which costs a small allocation each time).
+	Progress func(packets uint64, elapsed time.Duration)
 }
 
 // Result is what a run measured.
@@ -346,10 +350,24 @@ func (s *Setup) run(warmup, d time.Duration, n uint64) (Result, error) {
 				break
 			}
 		}
-	case manual:
+	case manual && s.cfg.Progress == nil:
 		step(t0.Add(d))
-	default:
+	case s.cfg.Progress == nil:
 		time.Sleep(d)
+	default:
+		for end := t0.Add(d); time.Now().Before(end); {
+			next := time.Now().Add(100 * time.Millisecond)
+			if next.After(end) {
+				next = end
+			}
+			if manual {
+				step(next)
+			} else {
+				time.Sleep(time.Until(next))
+			}
+			p, _ := s.delivered()
+			s.cfg.Progress(p-p0, time.Since(t0))
+		}
 	}
 	r.Elapsed = time.Since(t0)
 	p1, b1 := s.delivered()
