@@ -46,6 +46,7 @@ type options struct {
 	memprofile string
 	trace      string
 	svg        string
+	ports      string
 }
 
 // Result is one measured figure. Latency fields are null where the
@@ -116,6 +117,7 @@ func main() {
 	fs.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile to this file at the end")
 	fs.StringVar(&o.trace, "trace", "", "write an execution trace to this file")
 	fs.StringVar(&o.svg, "svg", "", "write the pipeline results as charts to this SVG file")
+	fs.StringVar(&o.ports, "ports", "memory", "memory: in-memory ports (no root); veth: real veth pairs between network namespaces it makes and removes, beside a kernel bridge (root, iperf3)")
 	_ = fs.Parse(os.Args[1:])
 	var err error
 	for _, l := range []struct {
@@ -180,6 +182,30 @@ func run(o options, w io.Writer) error {
 
 	if o.perf {
 		return holdForPerf(w, o, re, os.Getpid())
+	}
+	if o.ports == "veth" {
+		rep := Report{Machine: describeMachine()}
+		progress := func(string) {}
+		if !o.jsonOut {
+			printMachine(w, rep.Machine)
+			progress, _ = newProgress(w)
+		}
+		res, err := vethRuns(o, re, progress)
+		progress("")
+		rep.Results = res
+		if o.jsonOut {
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			if e := enc.Encode(rep); e != nil {
+				return e
+			}
+			return err
+		}
+		fmt.Fprintf(w, "\nReal interfaces: two hosts in network namespaces, iperf3 TCP for %v with default offloads, then ping.\n", max(o.duration, 2*time.Second))
+		printVeth(w, res)
+		return err
+	} else if o.ports != "memory" {
+		return fmt.Errorf("-ports %q: want memory or veth", o.ports)
 	}
 	rep := Report{Machine: describeMachine()}
 	progress := func(string) {}

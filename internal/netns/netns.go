@@ -83,16 +83,33 @@ type Host struct {
 // removes both, also when the test fails.
 func NewHost(tb testing.TB, addr string) *Host {
 	tb.Helper()
+	h, cleanup, err := Make(addr)
+	tb.Cleanup(cleanup)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return h
+}
+
+// Make is NewHost for programs: it returns the host and a cleanup function
+// that removes what was made; call it even when err is not nil.
+func Make(addr string) (*Host, func(), error) {
 	h := &Host{NS: Unique("nbl"), If: "eth0", Peer: Unique("nblv"), Addr: addr}
 	tmp := Unique("nblt")
+	var undo []func()
+	cleanup := func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
 	if _, err := Run("netns", "add", h.NS); err != nil {
-		tb.Fatal(err)
+		return nil, cleanup, err
 	}
-	tb.Cleanup(func() { _, _ = Run("netns", "del", h.NS) })
+	undo = append(undo, func() { _, _ = Run("netns", "del", h.NS) })
 	if _, err := Run("link", "add", h.Peer, "type", "veth", "peer", "name", tmp); err != nil {
-		tb.Fatal(err)
+		return nil, cleanup, err
 	}
-	tb.Cleanup(func() { _, _ = Run("link", "del", h.Peer) })
+	undo = append(undo, func() { _, _ = Run("link", "del", h.Peer) })
 	steps := [][]string{
 		{"link", "set", tmp, "netns", h.NS},
 		{"-n", h.NS, "link", "set", tmp, "name", h.If},
@@ -105,17 +122,17 @@ func NewHost(tb testing.TB, addr string) *Host {
 	}
 	for _, s := range steps {
 		if _, err := Run(s...); err != nil {
-			tb.Fatal(err)
+			return nil, cleanup, err
 		}
 	}
 	var err error
 	if h.MAC, err = mac(h.NS, h.If); err != nil {
-		tb.Fatal(err)
+		return nil, cleanup, err
 	}
 	if h.PeerMAC, err = mac("", h.Peer); err != nil {
-		tb.Fatal(err)
+		return nil, cleanup, err
 	}
-	return h
+	return h, cleanup, nil
 }
 
 func mac(ns, ifname string) (string, error) {
@@ -136,8 +153,9 @@ func mac(ns, ifname string) (string, error) {
 	return "", errors.New("netns: no MAC address in: " + out)
 }
 
-// Leftovers lists namespaces whose names this package would have made
-// (prefix "nbl"), for a leak check at the end of a test binary.
+// Leftovers lists namespaces this process made and did not remove, for a
+// leak check at the end of a test binary. (Other test binaries, which go
+// test may run at the same time, have names of their own.)
 func Leftovers() []string {
 	out, err := Run("netns", "list")
 	if err != nil {
@@ -145,7 +163,7 @@ func Leftovers() []string {
 	}
 	var ns []string
 	for _, l := range strings.Split(out, "\n") {
-		if f := strings.Fields(l); len(f) > 0 && strings.HasPrefix(f[0], "nbl") {
+		if f := strings.Fields(l); len(f) > 0 && strings.HasPrefix(f[0], fmt.Sprintf("nbl%x", os.Getpid()&0xffff)) {
 			ns = append(ns, f[0])
 		}
 	}
