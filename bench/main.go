@@ -204,7 +204,7 @@ func run(o options, w io.Writer) error {
 		fmt.Fprintf(w, "\nReal interfaces: two hosts in network namespaces, iperf3 TCP for %v with default offloads, then ping.\n", max(o.duration, 2*time.Second))
 		printVeth(w, res)
 		return err
-	} else if o.ports != "memory" {
+	} else if o.ports != "memory" && o.ports != "" {
 		return fmt.Errorf("-ports %q: want memory or veth", o.ports)
 	}
 	rep := Report{Machine: describeMachine()}
