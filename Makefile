@@ -3,7 +3,7 @@
 export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 
-.PHONY: all test vet fmt-check test-race test-debug bench bench-smoke gobench fuzz
+.PHONY: all test vet fmt-check test-race test-debug bench bench-smoke gobench fuzz soak
 
 all: test
 
@@ -39,6 +39,13 @@ bench-smoke:
 BENCHTIME ?= 1x
 gobench:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./...
+
+## soak: the soak test for SOAK (default 60s): four ports, two workers,
+## callouts that permit, block, reinject, clone and hold at random, handles
+## replaced and filters changed under traffic, every frame accounted for.
+SOAK ?= 60s
+soak:
+	NBLPIPE_SOAK=$(SOAK) $(GO) test -count=1 -run '^TestSoak$$' -v -timeout 0 ./vswitch
 
 ## fuzz: each fuzz target for FUZZTIME (their seed corpora run in `make test`).
 FUZZTIME ?= 30s

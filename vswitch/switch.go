@@ -166,6 +166,7 @@ type Switch struct {
 	learnFull        atomic.Uint64
 	learnPortLimit   atomic.Uint64
 	flooded          atomic.Uint64
+	floodCopies      atomic.Uint64
 	// Counted outside the workers, per port plus the unknown-port slot:
 	// injections (on the injector's goroutine) and their refusals.
 	injected   []atomic.Uint64
@@ -508,8 +509,11 @@ type Stats struct {
 	// FDBTableFull and FDBPortLimit count source addresses not learnt
 	// because the table's probe window was full or the port had its share.
 	FDBTableFull, FDBPortLimit uint64
-	// Flooded counts frames sent to more than one port.
-	Flooded uint64
+	// Flooded counts frames sent to more than one port; FloodCopies counts
+	// the copies made for them (or that failed, counted as DropPoolEmpty).
+	// With them the counters balance: the sum over ports of received +
+	// injected + FloodCopies equals transmitted + dropped + absorbed.
+	Flooded, FloodCopies uint64
 	// RightsViolations counts PERMITs written by callouts that lacked
 	// FWPS_RIGHT_ACTION_WRITE (ignored).
 	RightsViolations uint64
@@ -543,6 +547,7 @@ func (s *Switch) Stats() Stats {
 	st.FDBTableFull = s.learnFull.Load()
 	st.FDBPortLimit = s.learnPortLimit.Load()
 	st.Flooded = s.flooded.Load()
+	st.FloodCopies = s.floodCopies.Load()
 	st.InjectedWithoutFilter = s.injectNoFilter.Load()
 	return st
 }

@@ -525,6 +525,7 @@ func (w *worker) forward(l *nbl.NetBufferList, d []byte, vlan uint16, src int, i
 		return
 	}
 	s.flooded.Add(1)
+	s.floodCopies.Add(uint64(len(dests) - 1))
 	// Copies first, from the untouched frame: egress may rewrite the
 	// original (tags, callouts).
 	for _, to := range dests[1:] {
