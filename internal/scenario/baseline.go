@@ -27,6 +27,30 @@ type pbuf struct {
 
 var bufPool = sync.Pool{New: func() any { return new(pbuf) }}
 
+// inspectFrame is the inspector stage's work on one frame: mark it seen, on a
+// copy for the Clone scenario (the original goes back to the pool).
+func inspectFrame(p *pbuf, clone bool) *pbuf {
+	if clone {
+		c := bufPool.Get().(*pbuf)
+		*c = *p
+		bufPool.Put(p)
+		p = c
+	}
+	p.inspected = true
+	return p
+}
+
+// learn is the switch stage's work on one frame: parse the Ethernet
+// header, learn the source, look the destination up.
+func learn(fdb map[[6]byte]int, p *pbuf) {
+	var dst, src [6]byte
+	copy(dst[:], p.data[0:6])
+	copy(src[:], p.data[6:12])
+	_ = binary.BigEndian.Uint16(p.data[12:14])
+	fdb[src] = p.port
+	_, _ = fdb[dst] // unknown: flood to the one other port
+}
+
 // maxInFlight is the baselines' window, the same as the scenarios' memport
 // MaxInFlight.
 const maxInFlight = 2048
@@ -124,14 +148,7 @@ func baselineBatch(cfg Config) (Result, error) {
 			out := getBatch()
 			var ins []*pbuf
 			for _, p := range in {
-				var dst, src [6]byte
-				copy(dst[:], p.data[0:6])
-				copy(src[:], p.data[6:12])
-				_ = binary.BigEndian.Uint16(p.data[12:14])
-				fdb[src] = p.port
-				if _, ok := fdb[dst]; !ok {
-					_ = ok // flood: one other port here
-				}
+				learn(fdb, p)
 				switch {
 				case cfg.Kind == Block:
 					sent.Add(1)
@@ -177,14 +194,7 @@ func baselineBatch(cfg Config) (Result, error) {
 					return
 				}
 				for i, p := range in {
-					if cfg.Kind == Clone {
-						c := bufPool.Get().(*pbuf)
-						*c = *p
-						bufPool.Put(p)
-						in[i] = c
-						p = c
-					}
-					p.inspected = true
+					in[i] = inspectFrame(p, cfg.Kind == Clone)
 				}
 				select {
 				case back <- in:
@@ -285,12 +295,7 @@ func baselineSingle(cfg Config) (Result, error) {
 			case <-quit:
 				return
 			}
-			var dst, src [6]byte
-			copy(dst[:], p.data[0:6])
-			copy(src[:], p.data[6:12])
-			_ = binary.BigEndian.Uint16(p.data[12:14])
-			fdb[src] = p.port
-			_, _ = fdb[dst]
+			learn(fdb, p)
 			next := tx
 			switch {
 			case cfg.Kind == Block:
@@ -319,13 +324,7 @@ func baselineSingle(cfg Config) (Result, error) {
 				case <-quit:
 					return
 				}
-				if cfg.Kind == Clone {
-					c := bufPool.Get().(*pbuf)
-					*c = *p
-					bufPool.Put(p)
-					p = c
-				}
-				p.inspected = true
+				p = inspectFrame(p, cfg.Kind == Clone)
 				select {
 				case back <- p:
 				case <-quit:
