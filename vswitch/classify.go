@@ -411,7 +411,8 @@ const (
 //   - a callout that returns FWP_ACTION_CONTINUE passes to the next filter.
 //
 // No filter deciding means PERMIT.
-func (w *worker) classify(filters []*Filter, in *IncomingValues, meta *Metadata, l *nbl.NetBufferList) verdict {
+func (w *worker) classify(filters []*Filter, in *IncomingValues, meta *Metadata, l *nbl.NetBufferList, idx int) verdict {
+	w.inIdx = idx
 	rights := FWPS_RIGHT_ACTION_WRITE
 	for _, f := range filters {
 		if !f.matches(in) {
@@ -457,19 +458,13 @@ func (w *worker) classify(filters []*Filter, in *IncomingValues, meta *Metadata,
 	return verdictPermit
 }
 
-// callClassify runs a callout's classify, recovering a panic: the callout
-// is then disabled and counted, the NBL counts as blocked by it, and the
-// switch goes on.
+// callClassify runs a callout's classify. It marks the worker as inside
+// the callout, so that a panic, recovered once per burst by ingressBurst,
+// is put on the callout that raised it and on the frame it classified.
 func (w *worker) callClassify(c *Callout, in *IncomingValues, meta *Metadata, l *nbl.NetBufferList, f *Filter, out *ClassifyOut) {
-	defer func() {
-		if r := recover(); r != nil {
-			c.panics.Add(1)
-			c.disabled.Store(true)
-			w.sw.logf("vswitch: callout %q panicked and is disabled: %v", c.Key, r)
-			*out = ClassifyOut{ActionType: FWP_ACTION_BLOCK, Rights: FWPS_RIGHT_ACTION_WRITE}
-		}
-	}()
+	w.inCallout, w.inFrame = c, l
 	c.Classify(in, meta, l, c.Context, f, 0, out)
+	w.inCallout, w.inFrame = nil, nil
 }
 
 func addrType(mac []byte) uint64 {

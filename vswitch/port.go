@@ -60,6 +60,13 @@ type PortConfig struct {
 	// MaxFDBEntries bounds the MAC addresses learnt on this port (0: the
 	// switch's default).
 	MaxFDBEntries int
+	// StormLimit bounds the frames from this port that the switch floods
+	// (broadcast, multicast and unknown unicast) per second of its clock;
+	// the rest are dropped as DropStorm, so a loop between ports (two
+	// links bridged twice outside the switch) cannot multiply a broadcast
+	// without end. 0 takes Config.StormLimit; a negative value turns the
+	// limit off for this port.
+	StormLimit int
 }
 
 func (c *PortConfig) validate() error {
@@ -73,6 +80,9 @@ func (c *PortConfig) validate() error {
 	}
 	if c.Mode == Access && c.VLAN == 0 {
 		c.VLAN = 1
+	}
+	if c.StormLimit > 1<<30 {
+		return fmt.Errorf("vswitch: port %d: StormLimit %d above 2^30", c.ID, c.StormLimit)
 	}
 	if c.Mode != Access && c.Mode != Trunk {
 		return fmt.Errorf("vswitch: port %d: unknown VLAN mode %d", c.ID, c.Mode)
@@ -97,6 +107,8 @@ const (
 	DropOversize                        // longer than Config.MaxFrameSize
 	DropTxError                         // the port refused or failed to send it
 	DropNoDestination                   // no port to deliver to (or only the one it came from)
+	DropCalloutPanic                    // a callout panicked while classifying it
+	DropStorm                           // flooded beyond the source port's StormLimit this second
 	NumDropReasons
 )
 
@@ -104,6 +116,7 @@ var dropNames = [...]string{
 	DropFilterBlock: "filter-block", DropCalloutBlock: "callout-block", DropVLANMismatch: "vlan-mismatch",
 	DropPoolEmpty: "pool-empty", DropRingFull: "ring-full", DropHopLimit: "hop-limit", DropClosed: "closed",
 	DropMalformed: "malformed", DropOversize: "oversize", DropTxError: "tx-error", DropNoDestination: "no-destination",
+	DropCalloutPanic: "callout-panic", DropStorm: "storm",
 }
 
 func (r DropReason) String() string {

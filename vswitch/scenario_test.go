@@ -1038,7 +1038,7 @@ func TestCalloutPanic(t *testing.T) {
 		t.Errorf("the callout below ran %d times, want %d", below, n-1)
 	}
 	tt := checkConservation(t, st, 0)
-	if tt.drops[vswitch.DropCalloutBlock] != 1 || tt.tx != n-1 {
+	if tt.drops[vswitch.DropCalloutPanic] != 1 || tt.tx != n-1 {
 		t.Errorf("%v", tt)
 	}
 	want := map[uint32]int{}
@@ -1360,21 +1360,31 @@ func TestInjectRingFull(t *testing.T) {
 // for the completion of that injection: after the burst the injection is
 // still pending (Destroy waits for it) until the frame has been switched.
 // (A regression test: the switch once deferred that release to the end of
-// the burst, when l.Completion already named the new injection.)
+// the burst, when l.Completion already named the new injection.) The sink
+// holds what it sent until the test lets it go, so the injection stays in
+// flight: the worker switches a reinjection made on its own goroutine in
+// the same step.
 func TestAbsorbThenReinjectInsideClassify(t *testing.T) {
 	r := manualRig(t, vswitch.Config{})
 	gen := r.gen(1, vswitch.PortConfig{ID: 1, Name: "gen"}, udpFrame(t, macN(1), macN(2), 64))
-	sink := r.sink(0, vswitch.PortConfig{ID: 2, Name: "sink"})
+	mp, err := memport.New(memport.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &holdPort{Port: mp}
+	if err := r.sw.AddPort(sink, vswitch.PortConfig{ID: 2, Name: "sink"}); err != nil {
+		t.Fatal(err)
+	}
 	h := r.handle()
 	x := &reinjector{h: h, swID: r.id.Bytes()}
 	r.callout("reinject", ingress, 1, h, x.classify)
 	r.start()
-	r.sw.Step() // absorbed and reinjected; the reinjection waits in the ring
-	if x.absorbed != 1 || sink.Stats().Sent != 0 {
-		t.Fatalf("premise: absorbed %d, sink %d", x.absorbed, sink.Stats().Sent)
+	r.sw.Step() // absorbed, reinjected, switched; the sink has not let it go
+	if x.absorbed != 1 || sink.Stats().Sent != 1 || sink.Stats().Reclaimed != 0 {
+		t.Fatalf("premise: absorbed %d, sink %+v", x.absorbed, sink.Stats())
 	}
 	if s := h.Stats(); s.Pending != 1 || s.Completed != 0 {
-		t.Errorf("the reinjection is still queued, but the handle reports %+v (want 1 pending, 0 completed)", s)
+		t.Errorf("the reinjection is still in flight, but the handle reports %+v (want 1 pending, 0 completed)", s)
 	}
 	if gen.Stats().Returned != 0 {
 		t.Error("the original went back to its port while its reinjection was queued")
@@ -1384,12 +1394,26 @@ func TestAbsorbThenReinjectInsideClassify(t *testing.T) {
 	if err := h.DestroyContext(ctx); err == nil {
 		t.Error("Destroy returned while an injection it accepted had not completed")
 	}
+	sink.open.Store(true)
 	r.settle()
-	if sink.Stats().Sent != 1 || gen.Stats().Returned != 1 {
-		t.Errorf("sink got %d frames, the original went back %d times; want 1 and 1", sink.Stats().Sent, gen.Stats().Returned)
+	if sink.Stats().Sent != 1 || sink.Stats().Reclaimed != 1 || gen.Stats().Returned != 1 {
+		t.Errorf("sink %+v, the original went back %d times; want 1 sent and reclaimed, 1 back", sink.Stats(), gen.Stats().Returned)
 	}
 	if s := h.Stats(); s.Pending != 0 || s.Completed != 1 {
 		t.Errorf("handle %+v after the frame was switched", s)
 	}
 	r.close()
+}
+
+// holdPort is a memport sink that gives nothing back to Reclaim until open.
+type holdPort struct {
+	*memport.Port
+	open atomic.Bool
+}
+
+func (p *holdPort) Reclaim(out []*nbl.NetBufferList) int {
+	if !p.open.Load() {
+		return 0
+	}
+	return p.Port.Reclaim(out)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nblpipe/nblpipe/inject"
+	"github.com/nblpipe/nblpipe/internal/goid"
 	"github.com/nblpipe/nblpipe/nbl"
 	"github.com/nblpipe/nblpipe/ring"
 )
@@ -45,6 +46,9 @@ type Config struct {
 	// HopLimit is how many times a frame (and its clones) may be injected
 	// before the switch drops it as a loop (default 8).
 	HopLimit uint16
+	// StormLimit is the ports' default PortConfig.StormLimit: the frames
+	// one port may have flooded per second (0: no limit).
+	StormLimit int
 	// InjectRingSize and TxRingSize size each worker's injection ring and
 	// each port's transmit ring (default 4096 each).
 	InjectRingSize int
@@ -106,6 +110,8 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("vswitch: MaxFrameSize %d below 64", c.MaxFrameSize)
 	case len(c.ProfileLabels)%2 != 0:
 		return fmt.Errorf("vswitch: ProfileLabels must be key, value pairs")
+	case c.StormLimit < 0 || c.StormLimit > 1<<30:
+		return fmt.Errorf("vswitch: StormLimit %d out of 0-2^30", c.StormLimit)
 	case c.CopyPoolSize < 1 || c.FDBSize < 1 || c.FDBPortLimit < 1:
 		return fmt.Errorf("vswitch: CopyPoolSize, FDBSize and FDBPortLimit must be positive")
 	}
@@ -127,6 +133,11 @@ type port struct {
 	tx      *ring.Ring[*nbl.NetBufferList] // MPSC: any worker enqueues, the owner sends
 	allowed [4096 / 64]uint64              // trunk VLAN bitmap
 	closed  bool
+	// Storm limit, kept by the owner worker alone (frames from a port,
+	// received or injected, are switched on its owner).
+	stormLimit uint32 // 0: none
+	stormSec   uint32 // the second stormUsed counts in
+	stormUsed  uint32
 }
 
 func (p *port) allows(vlan uint16) bool { return p.allowed[vlan/64]&(1<<(vlan%64)) != 0 }
@@ -229,6 +240,12 @@ func (s *Switch) AddPort(p Port, cfg PortConfig) error {
 		return err
 	}
 	pt := &port{cfg: cfg, p: p, idx: len(s.ports), name: []byte(cfg.Name), tx: tx}
+	switch {
+	case cfg.StormLimit > 0:
+		pt.stormLimit = uint32(cfg.StormLimit)
+	case cfg.StormLimit == 0 && s.cfg.StormLimit > 0:
+		pt.stormLimit = uint32(s.cfg.StormLimit)
+	}
 	for _, v := range cfg.Allowed {
 		pt.allowed[v/64] |= 1 << (v % 64)
 	}
@@ -347,10 +364,13 @@ func (s *Switch) Step() bool {
 		return false
 	}
 	moved := false
+	g := goid.G()
 	for _, w := range s.workers {
+		w.g.Store(g)
 		if w.step() {
 			moved = true
 		}
+		w.g.Store(0)
 		w.loops++
 		if w.loops&63 == 0 {
 			w.publish()
@@ -371,6 +391,15 @@ func (s *Switch) InjectIngress(nbls *nbl.NetBufferList, count int, sourcePortID 
 		slot = idx
 		if w != nil {
 			w = s.ports[idx].owner
+		}
+	}
+	if w != nil {
+		if g := w.g.Load(); g != 0 && g == goid.G() {
+			// A callout of this worker injects while the worker classifies:
+			// the frames join the worker's local queue, with no ring and no
+			// atomic counter in between.
+			w.injectLocal(nbls, slot, sourcePortID, sourceNicIndex)
+			return
 		}
 	}
 	n, _ := nbls.Len(inject.MaxChain)

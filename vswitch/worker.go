@@ -11,6 +11,7 @@ import (
 
 	"github.com/nblpipe/nblpipe/inject"
 	"github.com/nblpipe/nblpipe/internal/cpu"
+	"github.com/nblpipe/nblpipe/internal/goid"
 	"github.com/nblpipe/nblpipe/nbl"
 	"github.com/nblpipe/nblpipe/ring"
 )
@@ -28,6 +29,13 @@ type worker struct {
 	cq        *inject.CompletionQueue
 	injq      *ring.Ring[*nbl.NetBufferList]
 	injecting atomic.Int64 // InjectIngress calls in progress into injq
+	// g is the goroutine running the worker (goid.G), 0 when none: an
+	// injection made on it, by a callout the worker is running, goes to
+	// local instead of injq. localNext takes the injections made while
+	// local is being switched.
+	g         atomic.Uintptr
+	local     []*nbl.NetBufferList
+	localNext []*nbl.NetBufferList
 
 	burst     []*nbl.NetBufferList
 	txbuf     []*nbl.NetBufferList
@@ -48,6 +56,15 @@ type worker struct {
 	counts    [][nCounters]uint64 // per port, plus the unknown-port slot
 	pub       [][nCounters]atomic.Uint64
 	pubRights atomic.Uint64
+
+	// Where a callout panic lands (see ingressBurst): the callout running,
+	// the frame it classifies and the port index its drop counts on, and
+	// the original of a flooded frame while its copies are classified.
+	inCallout *Callout
+	inFrame   *nbl.NetBufferList
+	inIdx     int
+	flooding  *nbl.NetBufferList
+	floodSrc  int
 }
 
 type workerStats struct {
@@ -60,16 +77,18 @@ func newWorker(s *Switch, id int) (*worker, error) {
 		return nil, err
 	}
 	w := &worker{
-		sw:     s,
-		id:     id,
-		injq:   injq,
-		burst:  make([]*nbl.NetBufferList, s.cfg.Burst),
-		txbuf:  make([]*nbl.NetBufferList, s.cfg.Burst),
-		stage:  make([][]*nbl.NetBufferList, len(s.ports)),
-		free:   make([]*nbl.NetBufferList, 0, s.cfg.Burst),
-		dests:  make([]int, 0, len(s.ports)),
-		counts: make([][nCounters]uint64, len(s.ports)+1),
-		pub:    make([][nCounters]atomic.Uint64, len(s.ports)+1),
+		sw:        s,
+		id:        id,
+		injq:      injq,
+		burst:     make([]*nbl.NetBufferList, s.cfg.Burst),
+		txbuf:     make([]*nbl.NetBufferList, s.cfg.Burst),
+		stage:     make([][]*nbl.NetBufferList, len(s.ports)),
+		free:      make([]*nbl.NetBufferList, 0, s.cfg.Burst),
+		dests:     make([]int, 0, len(s.ports)),
+		local:     make([]*nbl.NetBufferList, 0, s.cfg.InjectRingSize),
+		localNext: make([]*nbl.NetBufferList, 0, s.cfg.InjectRingSize),
+		counts:    make([][nCounters]uint64, len(s.ports)+1),
+		pub:       make([][nCounters]atomic.Uint64, len(s.ports)+1),
 	}
 	for i := range w.stage {
 		w.stage[i] = make([]*nbl.NetBufferList, 0, s.cfg.Burst)
@@ -132,7 +151,11 @@ func (w *worker) run(ready chan<- error) {
 	w.cq = cq
 	ready <- setupErr
 	labels := pprof.Labels(append([]string{"stage", "vswitch-worker", "worker", strconv.Itoa(w.id)}, w.sw.cfg.ProfileLabels...)...)
-	pprof.Do(context.Background(), labels, func(context.Context) { w.loop() })
+	pprof.Do(context.Background(), labels, func(context.Context) {
+		w.g.Store(goid.G())
+		w.loop()
+		w.g.Store(0)
+	})
 }
 
 func (w *worker) loop() {
@@ -174,19 +197,13 @@ func (w *worker) step() bool {
 			break
 		}
 		moved = true
-		for _, l := range w.burst[:n] {
-			idx, ok := w.sw.portIndex(l.Info.Switch.SourcePortID)
-			if !ok {
-				idx = -1
-			}
-			w.ingress(l, idx, true)
-		}
+		w.ingressBurst(w.burst[:n], -1, true)
 		clear(w.burst[:n])
 	}
 	// Backpressure: while the injection ring is more than half full, take
 	// no new frames from the ports; they wait in their own queues (for a
 	// kernel port, its ring) instead of being dropped here.
-	receive := w.injq.Len() <= w.injq.Cap()/2
+	receive := w.injq.Len() <= w.injq.Cap()/2 && len(w.local) <= cap(w.local)/2
 	for _, p := range w.ports {
 		if !receive {
 			break
@@ -202,11 +219,24 @@ func (w *worker) step() bool {
 			l.Info.Switch.SourcePortID = p.cfg.ID
 			l.Info.Switch.SourceNicIndex = p.cfg.NicIndex
 			bytes += uint64(l.FirstNetBuffer().DataLength())
-			w.ingress(l, p.idx, false)
 		}
+		w.ingressBurst(w.burst[:n], p.idx, false)
 		w.count(p.idx, cRxPackets, uint64(n))
 		w.count(p.idx, cRxBytes, bytes)
 		clear(w.burst[:n])
+	}
+	// What callouts injected on this worker, now, while it is warm; a few
+	// rounds, as switching these may inject again.
+	for range 4 {
+		if len(w.local) == 0 {
+			break
+		}
+		moved = true
+		ls := w.local
+		w.local = w.localNext
+		w.ingressBurst(ls, -1, true)
+		clear(ls)
+		w.localNext = ls[:0]
 	}
 	w.flushStages()
 	for _, p := range w.ports {
@@ -216,6 +246,72 @@ func (w *worker) step() bool {
 	}
 	w.cq.Flush()
 	return moved
+}
+
+// ingressBurst takes a burst through ingress: frames received on the port
+// with index idx, or injected frames (injected true, idx -1: each frame's
+// source port is looked up).
+//
+// A callout that panics is recovered here, once per burst rather than per
+// classify: the callout is disabled and counted, the frame it was
+// classifying is completed with a failure status (DropCalloutPanic), and
+// so is the original of a flooded frame whose copy it was classifying; the
+// rest of the burst goes on without the callout. A panic raised outside a
+// callout is a fault of the switch and is not recovered.
+func (w *worker) ingressBurst(ls []*nbl.NetBufferList, idx int, injected bool) {
+	i := 0
+	defer func() {
+		if w.inCallout == nil {
+			return // no callout running: nothing to recover (or not ours)
+		}
+		r := recover()
+		c, l, at := w.inCallout, w.inFrame, w.inIdx
+		w.inCallout, w.inFrame = nil, nil
+		c.panics.Add(1)
+		c.disabled.Store(true)
+		w.sw.logf("vswitch: callout %q panicked and is disabled: %v", c.Key, r)
+		w.drop(l, at, DropCalloutPanic, nbl.StatusFailure)
+		if o := w.flooding; o != nil && o != l {
+			w.drop(o, w.floodSrc, DropCalloutPanic, nbl.StatusFailure)
+		}
+		w.flooding = nil
+		if i+1 < len(ls) {
+			w.ingressBurst(ls[i+1:], idx, injected)
+		}
+	}()
+	for ; i < len(ls); i++ {
+		l := ls[i]
+		src := idx
+		if injected {
+			var ok bool
+			if src, ok = w.sw.portIndex(l.Info.Switch.SourcePortID); !ok {
+				src = -1
+			}
+		}
+		w.ingress(l, src, injected)
+	}
+}
+
+// injectLocal queues an injected chain on the worker's own goroutine (see
+// Switch.InjectIngress). What does not fit is completed with a failure
+// status and counted as DropRingFull.
+func (w *worker) injectLocal(nbls *nbl.NetBufferList, slot int, sourcePortID uint32, sourceNicIndex uint16) {
+	n := uint64(0)
+	for l := nbls; l != nil; {
+		next := l.Next
+		l.Next = nil
+		l.Info.Switch.SourcePortID = sourcePortID
+		l.Info.Switch.SourceNicIndex = sourceNicIndex
+		n++
+		if len(w.local) == cap(w.local) {
+			w.count(slot, cDrop0+int(DropRingFull), 1)
+			w.cq.Complete(l, inject.STATUS_INSUFFICIENT_RESOURCES)
+		} else {
+			w.local = append(w.local, l)
+		}
+		l = next
+	}
+	w.count(slot, cInjected, n)
 }
 
 // count adds to a per-port counter; idx -1 is the unknown-port slot.
@@ -305,7 +401,7 @@ func (w *worker) ingress(l *nbl.NetBufferList, idx int, injected bool) {
 	}
 	if len(w.eng.ingress) > 0 && (p == nil || p.cfg.ID != 0) {
 		w.fillIngress(l, d, vlan, p)
-		switch w.classify(w.eng.ingress, &w.inIngress, &w.meta, l) {
+		switch w.classify(w.eng.ingress, &w.inIngress, &w.meta, l, idx) {
 		case verdictBlock:
 			w.drop(l, idx, DropFilterBlock, STATUS_FWP_BLOCKED)
 			return
@@ -516,6 +612,19 @@ func (w *worker) forward(l *nbl.NetBufferList, d []byte, vlan uint16, src int, i
 		}
 	}
 	w.dests = dests
+	if src >= 0 && len(dests) > 0 {
+		if p := s.ports[src]; p.stormLimit != 0 {
+			if p.stormSec != w.now {
+				p.stormSec, p.stormUsed = w.now, 0
+			}
+			if p.stormUsed >= p.stormLimit {
+				s.logf("vswitch: a port floods more than its storm limit of frames per second (a loop?); the excess is dropped")
+				w.drop(l, src, DropStorm, inject.STATUS_INSUFFICIENT_RESOURCES)
+				return
+			}
+			p.stormUsed++
+		}
+	}
 	switch len(dests) {
 	case 0:
 		w.drop(l, src, DropNoDestination, nbl.StatusInvalidParameter)
@@ -525,10 +634,11 @@ func (w *worker) forward(l *nbl.NetBufferList, d []byte, vlan uint16, src int, i
 		return
 	}
 	s.flooded.Add(1)
-	s.floodCopies.Add(uint64(len(dests) - 1))
 	// Copies first, from the untouched frame: egress may rewrite the
 	// original (tags, callouts).
+	w.flooding, w.floodSrc = l, src
 	for _, to := range dests[1:] {
+		s.floodCopies.Add(1) // one by one: a callout panic may end the loop
 		c := w.copyOf(l)
 		if c == nil {
 			w.count(to, cDrop0+int(DropPoolEmpty), 1)
@@ -536,6 +646,7 @@ func (w *worker) forward(l *nbl.NetBufferList, d []byte, vlan uint16, src int, i
 		}
 		w.egress(c, to, vlan, true, false)
 	}
+	w.flooding = nil
 	w.egress(l, dests[0], vlan, false, injected)
 }
 
@@ -571,7 +682,7 @@ func (w *worker) egress(l *nbl.NetBufferList, to int, vlan uint16, multiDest, in
 	p := s.ports[to]
 	if len(w.eng.egress) > 0 && p.cfg.ID != 0 {
 		w.fillEgress(l, vlan, p, multiDest)
-		switch w.classify(w.eng.egress, &w.inEgress, &w.meta, l) {
+		switch w.classify(w.eng.egress, &w.inEgress, &w.meta, l, to) {
 		case verdictBlock:
 			w.drop(l, to, DropFilterBlock, STATUS_FWP_BLOCKED)
 			return
@@ -724,6 +835,15 @@ func (w *worker) reclaim(p *port) bool {
 // drain completes everything left in the worker's rings after it stopped
 // (the switch is closing).
 func (w *worker) drain() {
+	for _, l := range w.local {
+		idx, ok := w.sw.portIndex(l.Info.Switch.SourcePortID)
+		if !ok {
+			idx = -1
+		}
+		w.drop(l, idx, DropClosed, inject.STATUS_INVALID_DEVICE_STATE)
+	}
+	clear(w.local)
+	w.local = w.local[:0]
 	for {
 		n := w.injq.DequeueBurst(w.burst)
 		if n == 0 {
