@@ -131,7 +131,8 @@ func (c *Cache) ReleaseTo(l *NetBufferList, f Finisher) {
 // ReleaseBurst releases every NBL of nbls.
 //
 // NBLs with nothing holding them, no finisher and no parent go back in one
-// bulk put after their originators are told; the others take Release's way.
+// bulk put after their originators are told (a BatchOriginator once per run
+// of its NBLs); the others take Release's way.
 func (c *Cache) ReleaseBurst(nbls []*NetBufferList) {
 	bulk := c.bulk[:0]
 	for _, l := range nbls {
@@ -141,18 +142,41 @@ func (c *Cache) ReleaseBurst(nbls []*NetBufferList) {
 			c.Release(l)
 			continue
 		}
-		if l.Originator != nil {
-			l.Originator.ReturnNetBufferList(l)
-		}
-		l.scrub()
-		debugFreed(l)
 		bulk = append(bulk, l)
 		if len(bulk) == cap(bulk) {
-			c.putBulk(bulk)
+			c.returnBulk(bulk)
 			bulk = bulk[:0]
 		}
 	}
-	c.putBulk(bulk)
+	c.returnBulk(bulk)
+}
+
+// returnBulk tells the originators of ls, scrubs the descriptors and puts
+// them back in one bulk put.
+func (c *Cache) returnBulk(ls []*NetBufferList) {
+	for i := 0; i < len(ls); {
+		o := ls[i].Originator
+		b, ok := o.(BatchOriginator)
+		if !ok {
+			if o != nil {
+				o.ReturnNetBufferList(ls[i])
+			}
+			i++
+			continue
+		}
+		// A BatchOriginator's type is comparable (see its doc).
+		j := i + 1
+		for j < len(ls) && ls[j].Originator == o {
+			j++
+		}
+		b.ReturnNetBufferLists(ls[i:j])
+		i = j
+	}
+	for _, l := range ls {
+		l.scrub()
+		debugFreed(l)
+	}
+	c.putBulk(ls)
 }
 
 // Reference takes a reference that keeps l from being released

@@ -43,6 +43,17 @@ type Originator interface {
 	ReturnNetBufferList(l *NetBufferList)
 }
 
+// BatchOriginator is an Originator that also takes back a run of its NBLs
+// in one call: Cache.ReleaseBurst hands it each run of consecutive NBLs it
+// originated, instead of one call per NBL. The slice is valid only during
+// the call, and the same rules as for ReturnNetBufferList apply to each NBL.
+// Its dynamic type must be comparable (a pointer, as a port is): runs are
+// found by comparing the NBLs' Originator values.
+type BatchOriginator interface {
+	Originator
+	ReturnNetBufferLists(ls []*NetBufferList)
+}
+
 // Finisher takes over an NBL whose owner released it with ReleaseTo, at
 // the moment nothing holds it any more, instead of the NBL leaving for its
 // originator. The switch uses it to run the injection completion of a frame

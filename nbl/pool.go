@@ -229,6 +229,9 @@ func (p *Pool) Free(l *NetBufferList) error { return p.shared.Free(l) }
 // Release releases an NBL through the shared ring; see Cache.Release.
 func (p *Pool) Release(l *NetBufferList) { p.shared.Release(l) }
 
+// ReleaseTo releases an NBL through the shared ring; see Cache.ReleaseTo.
+func (p *Pool) ReleaseTo(l *NetBufferList, f Finisher) { p.shared.ReleaseTo(l, f) }
+
 // Clone makes a clone of orig; see Cache.Clone.
 func (p *Pool) Clone(orig *NetBufferList) (*NetBufferList, error) { return p.shared.Clone(orig) }
 

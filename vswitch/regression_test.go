@@ -337,3 +337,54 @@ func TestRegression_RingFullInjectionsNotAttributed(t *testing.T) {
 	}
 	checkConservation(t, st, 0)
 }
+
+// An NBL the injector allocated from a pool of its own (the switch has no
+// cache for it), absorbed by a callout that keeps a reference: its
+// injection must complete once, when the callout lets the frame go, not
+// never. The switch once released such a frame straight into its pool,
+// so the completion never ran and Destroy waited for ever (found by the
+// soak test's "new NBL" action).
+func TestRegression_AbsorbedForeignPoolNBLNeverCompleted(t *testing.T) {
+	r := manualRig(t, vswitch.Config{})
+	r.sink(0, vswitch.PortConfig{ID: 1, Name: "a"})
+	r.sink(0, vswitch.PortConfig{ID: 2, Name: "b"})
+	h := r.handle()
+	var held *nbl.NetBufferList
+	r.callout("holder", ingress, 1, nil, func(_ *vswitch.IncomingValues, _ *vswitch.Metadata, l *nbl.NetBufferList, _ any, _ *vswitch.Filter, _ uint64, out *vswitch.ClassifyOut) {
+		l.Reference()
+		held = l
+		absorb(out)
+	})
+	own, err := nbl.NewPool(nbl.Config{NBLs: 4, FrameSize: 256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	completions := 0
+	done := inject.Done{Fn: func(_ any, l *nbl.NetBufferList, _ bool) {
+		completions++
+		if err := own.Free(l); err != nil {
+			t.Error(err)
+		}
+	}}
+	r.start()
+	l := alloc(t, own, udpFrame(t, macN(1), macN(2), 64))
+	if err := h.InjectVSwitchIngress(r.id.Bytes(), 1, 0, l, nil, done); err != nil {
+		t.Fatal(err)
+	}
+	r.settle()
+	if held == nil || completions != 0 {
+		t.Fatalf("premise: held %v, %d completions while held", held != nil, completions)
+	}
+	held.Dereference()
+	r.settle()
+	if completions != 1 {
+		t.Errorf("%d completions after the callout let the frame go, want 1", completions)
+	}
+	if s := h.Stats(); s.Pending != 0 || s.Completed != 1 {
+		t.Errorf("handle %+v", s)
+	}
+	r.close()
+	if !own.Full() {
+		t.Errorf("the injector's pool: %d NBLs in use", own.InUse())
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"sync/atomic"
@@ -269,7 +270,7 @@ func (w *worker) ingressBurst(ls []*nbl.NetBufferList, idx int, injected bool) {
 		w.inCallout, w.inFrame = nil, nil
 		c.panics.Add(1)
 		c.disabled.Store(true)
-		w.sw.logf("vswitch: callout %q panicked and is disabled: %v", c.Key, r)
+		w.sw.logf("vswitch: callout %q panicked and is disabled: %v\n%s", c.Key, r, debug.Stack())
 		w.drop(l, at, DropCalloutPanic, nbl.StatusFailure)
 		if o := w.flooding; o != nil && o != l {
 			w.drop(o, w.floodSrc, DropCalloutPanic, nbl.StatusFailure)
@@ -524,7 +525,9 @@ func (w *worker) finish(l *nbl.NetBufferList, injected bool) {
 			return
 		}
 	}
-	l.Pool().Release(l) // no cache of ours: cannot defer; not reached for pools the switch knows
+	// A pool the worker has no cache for (the injector's own): its shared
+	// ring, still deferring the completion while the frame is held.
+	l.Pool().ReleaseTo(l, w.sw)
 }
 
 // shared reports whether other NBLs may describe l's bytes: then the switch

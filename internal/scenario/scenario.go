@@ -164,40 +164,60 @@ func Build(cfg Config) (*Setup, error) {
 			return nil, err
 		}
 	}
-	switch cfg.Kind {
-	case Forward:
-	case Block:
-		if _, err := sw.AddFilter(&vswitch.Filter{Key: "block-all", LayerID: vswitch.FWPS_LAYER_INGRESS_VSWITCH_ETHERNET, Action: vswitch.FWP_ACTION_BLOCK}); err != nil {
-			return nil, err
-		}
-	case Inspect, Clone:
-		h, err := st.CreateHandle(inject.AF_UNSPEC, inject.FWPS_INJECTION_TYPE_L2)
-		if err != nil {
-			return nil, err
-		}
-		s.Handle = h
-		c := &Callout{Handle: h, VSwitchID: id.Bytes(), Clone: cfg.Kind == Clone}
-		c.done = inject.Done{Fn: c.complete}
-		if err := sw.RegisterCallout(&vswitch.Callout{Key: "inspect", Classify: c.Classify, InjectionHandle: h}); err != nil {
-			return nil, err
-		}
-		if _, err := sw.AddFilter(&vswitch.Filter{Key: "inspect-all", LayerID: vswitch.FWPS_LAYER_INGRESS_VSWITCH_ETHERNET,
-			Action: vswitch.FWP_ACTION_CALLOUT_TERMINATING, CalloutKey: "inspect"}); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, fmt.Errorf("scenario: unknown kind %q", cfg.Kind)
+	h, err := Install(sw, st, id, cfg.Kind)
+	if err != nil {
+		return nil, err
 	}
+	s.Handle = h
 	return s, nil
 }
 
+// Install gives a switch the filters and callout of scenario kind k: none
+// for Forward, a BLOCK filter at the ingress layer for Block, and the
+// inspect Callout (reinjecting originals, or clones for Clone) for Inspect
+// and Clone, with an injection handle made on st for it. It returns that
+// handle (nil for Forward and Block), for the caller to destroy after the
+// switch closes. The bench program installs the same on real ports.
+func Install(sw *vswitch.Switch, st *inject.Stack, id inject.GUID, k Kind) (*inject.Handle, error) {
+	switch k {
+	case Forward:
+		return nil, nil
+	case Block:
+		_, err := sw.AddFilter(&vswitch.Filter{Key: "block-all", LayerID: vswitch.FWPS_LAYER_INGRESS_VSWITCH_ETHERNET, Action: vswitch.FWP_ACTION_BLOCK})
+		return nil, err
+	case Inspect, Clone:
+	default:
+		return nil, fmt.Errorf("scenario: unknown kind %q", k)
+	}
+	h, err := st.CreateHandle(inject.AF_UNSPEC, inject.FWPS_INJECTION_TYPE_L2)
+	if err != nil {
+		return nil, err
+	}
+	c := &Callout{Handle: h, VSwitchID: id.Bytes(), Clone: k == Clone}
+	err = sw.RegisterCallout(&vswitch.Callout{Key: "inspect", Classify: c.Classify, InjectionHandle: h})
+	if err == nil {
+		_, err = sw.AddFilter(&vswitch.Filter{Key: "inspect-all", LayerID: vswitch.FWPS_LAYER_INGRESS_VSWITCH_ETHERNET,
+			Action: vswitch.FWP_ACTION_CALLOUT_TERMINATING, CalloutKey: "inspect"})
+	}
+	if err != nil {
+		_ = h.Destroy()
+		return nil, err
+	}
+	return h, nil
+}
+
 // Callout is the inspect callout of the Inspect and Clone scenarios: the
-// WFP inspect pattern on the vSwitch ingress layer.
+// WFP inspect pattern on the vSwitch ingress layer. It absorbs every frame
+// it did not inject itself (by the injection-state query) and reinjects
+// it: the original, referenced, with no completion function (the
+// injection takes the reference over); or, with Clone, a clone whose
+// completion frees it and drops the reference on the original. Set
+// Handle, VSwitchID and Clone and register Classify; the zero value of the
+// counters is ready.
 type Callout struct {
 	Handle    *inject.Handle
 	VSwitchID []byte
 	Clone     bool
-	done      inject.Done
 
 	Injected, Failed atomic.Uint64
 }
@@ -221,7 +241,7 @@ func (c *Callout) Classify(in *vswitch.IncomingValues, meta *vswitch.Metadata, l
 			cl, err = l.Pool().Clone(l)
 		}
 		if err == nil {
-			err = c.Handle.InjectVSwitchIngress(c.VSwitchID, meta.VSwitchSourcePortID, meta.VSwitchSourceNicIndex, cl, nil, c.done)
+			err = c.Handle.InjectVSwitchIngress(c.VSwitchID, meta.VSwitchSourcePortID, meta.VSwitchSourceNicIndex, cl, nil, cloneDone)
 			if err != nil {
 				_ = cl.Pool().FreeClone(cl)
 			}
@@ -246,8 +266,12 @@ func (c *Callout) Classify(in *vswitch.IncomingValues, meta *vswitch.Metadata, l
 	out.Rights &^= vswitch.FWPS_RIGHT_ACTION_WRITE
 }
 
-// complete frees an injected clone and drops the reference on its original.
-func (c *Callout) complete(_ any, cl *nbl.NetBufferList, _ bool) {
+// cloneDone completes the clones the callout injects.
+var cloneDone = inject.Done{Fn: completeClone}
+
+// completeClone frees an injected clone and drops the reference on its
+// original.
+func completeClone(_ any, cl *nbl.NetBufferList, _ bool) {
 	orig := cl.Parent()
 	_ = cl.Pool().FreeClone(cl)
 	orig.Dereference()

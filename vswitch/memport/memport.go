@@ -233,6 +233,9 @@ func (p *Port) Receive(out []*nbl.NetBufferList) (int, error) {
 // ReturnNetBufferList implements nbl.Originator.
 func (p *Port) ReturnNetBufferList(*nbl.NetBufferList) { p.returned.Add(1) }
 
+// ReturnNetBufferLists implements nbl.BatchOriginator: one count for a run.
+func (p *Port) ReturnNetBufferLists(ls []*nbl.NetBufferList) { p.returned.Add(uint64(len(ls))) }
+
 // Send implements vswitch.Port.
 func (p *Port) Send(in []*nbl.NetBufferList) (int, error) {
 	n := min(len(in), cap(p.txq)-len(p.txq))
