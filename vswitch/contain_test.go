@@ -7,11 +7,14 @@ package vswitch_test
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
+	"syscall"
 	"testing"
 
 	"github.com/nblpipe/nblpipe/nbl"
 	"github.com/nblpipe/nblpipe/vswitch"
+	"github.com/nblpipe/nblpipe/vswitch/memport"
 )
 
 // TestCalloutPanicMidBurst: a callout panics on one frame in the middle of
@@ -231,4 +234,79 @@ func (p *loopPort) Close() error {
 	p.rx = nil
 	p.cache.Flush()
 	return nil
+}
+
+// eofPort gives its frames, then io.EOF (or, with transient, an error on
+// every call while it still has frames), and counts its Receive calls.
+type eofPort struct {
+	*memport.Port
+	left      int
+	transient error
+	calls     int
+	eof       bool
+	afterEOF  int
+}
+
+func (p *eofPort) Receive(out []*nbl.NetBufferList) (int, error) {
+	p.calls++
+	if p.left == 0 {
+		if p.transient != nil {
+			return 0, nil
+		}
+		if p.eof {
+			p.afterEOF++
+		}
+		p.eof = true
+		return 0, io.EOF
+	}
+	n, _ := p.Port.Receive(out[:min(len(out), p.left)])
+	p.left -= n
+	return n, p.transient
+}
+
+// TestReceiveErrors: a port's receive errors are counted, the frames
+// returned with an error are switched, and io.EOF ends the port's input
+// (Receive is not called again) while the port still gets frames sent.
+func TestReceiveErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		transient error
+	}{{"eof", nil}, {"transient", syscall.EIO}} {
+		t.Run(tc.name, func(t *testing.T) {
+			const n = 100
+			r := manualRig(t, vswitch.Config{})
+			mp, err := memport.New(memport.Config{Frames: [][]byte{udpFrame(t, macN(1), macN(2), 64)}, Limit: n})
+			if err != nil {
+				t.Fatal(err)
+			}
+			src := &eofPort{Port: mp, left: n, transient: tc.transient}
+			if err := r.sw.AddPort(src, vswitch.PortConfig{ID: 1, Name: "src"}); err != nil {
+				t.Fatal(err)
+			}
+			back := r.gen(n, vswitch.PortConfig{ID: 2, Name: "back"}, udpFrame(t, macN(2), macN(1), 64))
+			r.start()
+			for range 200 {
+				r.sw.Step()
+			}
+			st := r.close()
+			if g := back.Stats(); g.Returned != n {
+				t.Errorf("frames back to the second port: %d of %d", g.Returned, n)
+			}
+			if mp.Stats().Sent != n {
+				t.Errorf("frames sent to the port after its input ended: %d, want %d", mp.Stats().Sent, n)
+			}
+			tt := checkConservation(t, st, 0)
+			if tt.rx != 2*n || tt.tx != 2*n {
+				t.Errorf("%v", tt)
+			}
+			rxErr := st.Ports[0].RxErrors
+			if tc.transient == nil {
+				if rxErr != 1 || src.afterEOF != 0 {
+					t.Errorf("RxErrors %d, Receive called %d times after io.EOF; want 1 and 0", rxErr, src.afterEOF)
+				}
+			} else if want := uint64(n/32 + 1); rxErr != want {
+				t.Errorf("RxErrors %d, want %d (one per receive call that returned frames)", rxErr, want)
+			}
+		})
+	}
 }

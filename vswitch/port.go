@@ -13,8 +13,10 @@ type Port interface {
 	// Receive fills the front of out with frames that arrived and returns
 	// how many. Each NBL holds one frame starting at its Ethernet header;
 	// the port stays its originator (nbl.NetBufferList.Originator) and gets
-	// it back when the switch is done with it. A non-nil error is counted;
-	// the frames returned with it are processed.
+	// it back when the switch is done with it. A non-nil error is counted
+	// (PortStats.RxErrors) and the frames returned with it are processed;
+	// an error that is io.EOF (errors.Is) ends the port's input: the switch
+	// stops calling Receive and goes on sending to the port.
 	Receive(out []*nbl.NetBufferList) (int, error)
 	// Send transmits the frames of in, in order, and returns how many it
 	// took; the rest stay the caller's (they are dropped and counted). A
@@ -132,6 +134,7 @@ type PortStats struct {
 	TxPackets, TxBytes uint64 // transmitted on the port
 	Injected           uint64 // frames injected with this port as their source
 	Absorbed           uint64 // frames from this port absorbed by a callout
+	RxErrors           uint64 // Receive calls that returned an error
 	Drops              [NumDropReasons]uint64
 }
 
@@ -152,6 +155,7 @@ const (
 	cTxBytes
 	cInjected
 	cAbsorbed
+	cRxErrors
 	cDrop0
 	nCounters = cDrop0 + int(NumDropReasons)
 )

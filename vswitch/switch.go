@@ -133,6 +133,7 @@ type port struct {
 	tx      *ring.Ring[*nbl.NetBufferList] // MPSC: any worker enqueues, the owner sends
 	allowed [4096 / 64]uint64              // trunk VLAN bitmap
 	closed  bool
+	rxDone  bool // Receive returned io.EOF (owner worker only)
 	// Storm limit, kept by the owner worker alone (frames from a port,
 	// received or injected, are switched on its owner).
 	stormLimit uint32 // 0: none

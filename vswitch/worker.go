@@ -3,6 +3,8 @@ package vswitch
 import (
 	"context"
 	"encoding/binary"
+	"errors"
+	"io"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
@@ -209,8 +211,13 @@ func (w *worker) step() bool {
 		if !receive {
 			break
 		}
+		if p.rxDone {
+			continue
+		}
 		n, err := p.p.Receive(w.burst)
-		_ = err // a receive error leaves n frames to process; ports count their own errors
+		if err != nil {
+			w.receiveError(p, err)
+		}
 		if n == 0 {
 			continue
 		}
@@ -291,6 +298,17 @@ func (w *worker) ingressBurst(ls []*nbl.NetBufferList, idx int, injected bool) {
 		}
 		w.ingress(l, src, injected)
 	}
+}
+
+// receiveError counts a port's receive error; io.EOF ends its input.
+func (w *worker) receiveError(p *port, err error) {
+	w.count(p.idx, cRxErrors, 1)
+	if errors.Is(err, io.EOF) {
+		p.rxDone = true
+		w.sw.logf("vswitch: port %q: end of input", p.cfg.Name)
+		return
+	}
+	w.sw.logf("vswitch: port %q: receive error: %v", p.cfg.Name, err)
 }
 
 // injectLocal queues an injected chain on the worker's own goroutine (see
@@ -900,6 +918,7 @@ func (w *worker) read(i int, ps *PortStats) {
 	ps.TxBytes += c[cTxBytes].Load()
 	ps.Injected += c[cInjected].Load()
 	ps.Absorbed += c[cAbsorbed].Load()
+	ps.RxErrors += c[cRxErrors].Load()
 	for r := range ps.Drops {
 		ps.Drops[r] += c[cDrop0+r].Load()
 	}
