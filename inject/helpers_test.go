@@ -9,13 +9,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nblpipe/nblpipe/internal/ledger/goroutines"
 	"github.com/nblpipe/nblpipe/nbl"
 )
 
@@ -25,40 +24,23 @@ const testTimeout = 30 * time.Second
 
 // TestMain starts the Default stack (used by the WFP-named functions) and,
 // after the tests, fails the run if a handle of Default was left alive or a
-// goroutine started by the tests is still running.
+// goroutine started by the tests is still running after a bounded wait
+// (package internal/ledger/goroutines: ledger itself imports inject).
 func TestMain(m *testing.M) {
 	Default.Start()
+	before := goroutines.Take()
 	code := m.Run()
 	if code == 0 {
 		if n := Default.Handles(); n != 0 {
 			fmt.Fprintf(os.Stderr, "leak check: %d handles of the Default stack were not destroyed\n", n)
 			code = 1
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		leaked := leakedGoroutines()
-		for len(leaked) > 0 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-			leaked = leakedGoroutines()
-		}
-		if len(leaked) > 0 {
-			fmt.Fprintf(os.Stderr, "leak check: %d goroutines of the tests are still running:\n%s\n", len(leaked), strings.Join(leaked, "\n\n"))
+		if leaked := before.Leaked(goroutines.DefaultWait); len(leaked) > 0 {
+			fmt.Fprintf(os.Stderr, "leak check: %d goroutines of the tests are still running:\n%s\n", len(leaked), goroutines.Format(leaked))
 			code = 1
 		}
 	}
 	os.Exit(code)
-}
-
-// leakedGoroutines returns the stacks of goroutines that run code of this
-// package (workers, waiters) other than TestMain itself.
-func leakedGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	var out []string
-	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
-		if strings.Contains(g, "nblpipe/inject.") && !strings.Contains(g, "inject.TestMain(") {
-			out = append(out, g)
-		}
-	}
-	return out
 }
 
 // testCtx is a context value; pointers to it are compared by identity.

@@ -310,3 +310,31 @@ func TestReceiveErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestTrunkTaggedNativeVLAN: a trunk accepts frames of its native VLAN
+// whether they arrive untagged or tagged with that VLAN (the native VLAN
+// need not be listed in Allowed), and sends them out untagged.
+func TestTrunkTaggedNativeVLAN(t *testing.T) {
+	r := manualRig(t, vswitch.Config{})
+	plain := idFrame(t, macN(1), macN(9), 64, 1)
+	tagged := tagFrame(idFrame(t, macN(1), macN(9), 64, 2), 10, 0)
+	other := tagFrame(idFrame(t, macN(1), macN(9), 64, 3), 30, 0)
+	r.gen(3, vswitch.PortConfig{ID: 1, Name: "trunk", Mode: vswitch.Trunk, VLAN: 10, Allowed: []uint16{20}}, plain, tagged, other)
+	out := r.port(memport.Config{Capture: 8}, vswitch.PortConfig{ID: 2, Name: "access10", Mode: vswitch.Access, VLAN: 10})
+	r.start()
+	r.settle()
+	st := r.close()
+	checkConservation(t, st, 0)
+	got := out.Captured()
+	if len(got) != 2 {
+		t.Fatalf("access port got %d frames, want 2 (untagged and tagged native VLAN)", len(got))
+	}
+	for _, f := range got {
+		if len(f) < 14 || f[12] == 0x81 {
+			t.Errorf("frame left the access port tagged: % x", f[:16])
+		}
+	}
+	if d := st.Ports[0].Drops[vswitch.DropVLANMismatch]; d != 1 {
+		t.Errorf("%d VLAN mismatches, want 1 (VLAN 30)", d)
+	}
+}

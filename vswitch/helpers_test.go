@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +26,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/nblpipe/nblpipe/inject"
+	"github.com/nblpipe/nblpipe/internal/ledger"
 	"github.com/nblpipe/nblpipe/nbl"
 	"github.com/nblpipe/nblpipe/vswitch"
 	"github.com/nblpipe/nblpipe/vswitch/memport"
@@ -41,22 +41,11 @@ const testTimeout = 20 * time.Second
 const maxSteps = 1 << 20
 
 // TestMain fails the run if goroutines leaked (workers left running by a
-// switch that was not closed, injector goroutines of the tests).
+// switch that was not closed, injector goroutines of the tests): goroutines
+// started by the tests and still running after a bounded wait, told apart
+// by ID, with their stacks.
 func TestMain(m *testing.M) {
-	before := runtime.NumGoroutine()
-	code := m.Run()
-	if code == 0 {
-		deadline := time.Now().Add(5 * time.Second)
-		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if n := runtime.NumGoroutine(); n > before {
-			buf := make([]byte, 1<<20)
-			fmt.Fprintf(os.Stderr, "leak check: %d goroutines at exit, %d at start:\n%s\n", n, before, buf[:runtime.Stack(buf, true)])
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(ledger.VerifyNoLeaks(m))
 }
 
 // ---- identities ----

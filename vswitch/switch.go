@@ -370,6 +370,8 @@ func (s *Switch) Step() bool {
 		w.g.Store(g)
 		if w.step() {
 			moved = true
+		} else {
+			w.flushForeign()
 		}
 		w.g.Store(0)
 		w.loops++

@@ -28,6 +28,7 @@ type worker struct {
 	id        int
 	ports     []*port
 	caches    []*nbl.Cache // one per pool the worker releases into: ports' and the copy pool
+	foreign   []*nbl.Cache // those of pools of ports other workers serve (flushed when idle)
 	copyCache *nbl.Cache   // the switch's copy pool
 	cq        *inject.CompletionQueue
 	injq      *ring.Ring[*nbl.NetBufferList]
@@ -127,13 +128,27 @@ func (w *worker) setupCaches() error {
 			w.caches = append(w.caches, pc.Cache())
 			continue
 		}
-		c, err := pool.NewCache(max(2, w.sw.cfg.Burst*4))
+		// The pool of a port another worker serves: its frames come back
+		// here after crossing. Keep the cache small beside the pool, so
+		// that the caches of all workers together cannot hold it all, and
+		// flush it when the worker idles (loop, Step).
+		size := min(w.sw.cfg.Burst*4, pool.Cap()/(4*len(w.sw.workers)))
+		c, err := pool.NewCache(max(2, size))
 		if err != nil {
 			return err
 		}
 		w.caches = append(w.caches, c)
+		w.foreign = append(w.foreign, c)
 	}
 	return nil
+}
+
+// flushForeign gives the descriptors the worker keeps for other workers'
+// ports back to their pools.
+func (w *worker) flushForeign() {
+	for _, c := range w.foreign {
+		c.Flush()
+	}
 }
 
 func (w *worker) run(ready chan<- error) {
@@ -168,6 +183,9 @@ func (w *worker) loop() {
 			idle = 0
 		} else {
 			idle++
+			if idle == 1 {
+				w.flushForeign()
+			}
 			switch {
 			case idle < 64:
 			case idle < 4096:
@@ -406,6 +424,17 @@ func (w *worker) ingress(l *nbl.NetBufferList, idx int, injected bool) {
 		}
 		d = w.header(nb)
 	}
+	if l.Info.Ieee8021Q.Present {
+		// Still tagged under its outer tag: a double-tagged (QinQ) frame.
+		// This switch does not tunnel them: leaving untagged on an access
+		// port or a trunk's native VLAN, its inner tag would put it into
+		// another VLAN beyond the link (VLAN hopping).
+		if et := binary.BigEndian.Uint16(d[12:14]); et == 0x8100 || et == 0x88A8 {
+			s.logf("vswitch: double-tagged frames are dropped (they could hop VLANs)")
+			w.drop(l, idx, DropVLANMismatch, nbl.StatusInvalidParameter)
+			return
+		}
+	}
 	var p *port
 	if idx >= 0 {
 		p = s.ports[idx]
@@ -495,7 +524,8 @@ func (w *worker) ingressVLAN(l *nbl.NetBufferList, p *port) (uint16, bool) {
 	if !tagged {
 		return p.cfg.VLAN, p.cfg.VLAN != 0
 	}
-	return q.VlanID, p.allows(q.VlanID)
+	// A tagged frame of the native VLAN is that VLAN's too.
+	return q.VlanID, p.carries(q.VlanID)
 }
 
 // hasInjectorFilter reports whether an ingress filter's callout belongs to
