@@ -16,6 +16,27 @@
 // has been released. A block's frames wait at most the retire timeout
 // (Config.RetireTimeout, 1 ms by default) before the kernel hands the block
 // over, which bounds the latency this port adds at low rates.
+//
+// # Frames held for long
+//
+// The kernel fills the ring's blocks in order, so one frame held for long
+// (a callout that absorbs frames and keeps them) would stop the whole ring
+// once the kernel comes round to its block. When the ring runs short of
+// blocks for the kernel (Config.LowWater), or a block has been held longer
+// than Config.MaxHold, the port copies the frames still held in the oldest
+// block out and gives the block back: see copyout.go for how, and
+// Stats.CopiedOut for the count.
+//
+// A copy-out keeps every held NBL as it is: same descriptor, same MDL, same
+// addresses. The pages under the held frames are replaced in one step
+// (mremap) by copies from the port's copy pool, so a holder, its clones, a
+// transmission in progress and any slice taken earlier with Data or a
+// decoder all go on reading the same bytes at the same place. Reading a held
+// frame is therefore always safe. Writing into one is safe from the
+// worker that serves the port; a write from another goroutine at the very
+// moment its block is copied out may be lost (it lands in the page being
+// replaced). Holders that keep frames for long and change them should do so
+// before they park them, or keep a copy, as WFP advises for long holds.
 package afpacket
 
 import (
@@ -56,6 +77,19 @@ type Config struct {
 	// FanoutGroup, if not 0, joins the socket to a PACKET_FANOUT group (by
 	// hash) so that several ports on one interface share its traffic.
 	FanoutGroup uint16
+	// CopyPages is the size, in pages, of the pool that frames held for
+	// long are copied out to (default a quarter of the ring; -1 turns
+	// copy-out off, and then held frames keep their blocks from the
+	// kernel).
+	CopyPages int
+	// LowWater: when no more than this many blocks are left for the kernel
+	// (the ring less the blocks handed out and not all returned, and less
+	// the filled blocks not yet received), the oldest held block is copied
+	// out (default Blocks/4, at least 1).
+	LowWater int
+	// MaxHold, if not 0, also copies a block out once its frames have been
+	// held this long after it was received, however many blocks are free.
+	MaxHold time.Duration
 }
 
 // Stats are the port's counters; kernel figures accumulate across reads.
@@ -67,6 +101,14 @@ type Stats struct {
 	KernelDrops        uint64 // tp_drops: frames lost because the ring was full
 	KernelFreezes      uint64 // tp_freeze_q_cnt
 	PoolEmpty          uint64 // frames left in the ring for want of a descriptor
+	// CopiedOut counts ring blocks given back to the kernel early by
+	// copying the frames still held in them out; CopiedFrames counts those
+	// frames. CopyOutFailed counts copy-outs that could not be done (the
+	// copy pool was short); CopyPagesInUse is the copy pool's pages holding
+	// frames now.
+	CopiedOut, CopiedFrames uint64
+	CopyOutFailed           uint64
+	CopyPagesInUse          int
 }
 
 // Port is an AF_PACKET port.
@@ -74,21 +116,34 @@ type Port struct {
 	cfg     Config
 	fd      int
 	ifindex int
-	ring    []byte
 	pool    *nbl.Pool
 	cache   *nbl.Cache
 	vnet    bool
 	hdrLen  int
+	page    int // the page size
+
+	// ctl maps the whole ring and is never changed: block headers, packet
+	// headers and block status are read and written through it. NBLs
+	// point into views instead (block.buf), which a copy-out may change.
+	ctl []byte
+
+	// blocks holds the records of walks and copies: one is bound to each
+	// ring block (cur), the rest are free or hold copied frames.
+	blocks []block
+	cur    []int32 // record bound to each ring block
+	free   []int32 // free records (the receiving goroutine's)
 
 	// receive cursor
-	block   int    // block being walked
+	bi      int    // ring block being walked, or next to walk
 	left    uint32 // packets of it not yet handed out
 	off     uint32 // offset of the next packet in it
-	started bool   // the block's reference for the walk is taken
+	ord     uint32 // ordinal of the next packet in it
+	started bool   // the block's walk has begun (and holds it)
+	// walked blocks, handed out and not all back: tail, tail+1, ...,
+	// tail+walked-1 in ring order (bi is tail+walked when not started).
+	tail, walked int
 
-	// outstanding[i] counts NBLs pointing into block i, plus one while
-	// the block is being walked; at 0 the block goes back to the kernel.
-	outstanding []atomic.Int32
+	copyState
 
 	// transmit
 	msgs  []mmsghdr
@@ -98,8 +153,34 @@ type Port struct {
 
 	rxPackets, rxBytes, txPackets, txBytes, txErrors, poolEmpty atomic.Uint64
 	kpackets, kdrops, kfreezes                                  atomic.Uint64
+	copiedOut, copiedFrames, copyFailed                         atomic.Uint64
+	copyPagesInUse                                              atomic.Int64
 	closeOnce                                                   sync.Once
 	closed                                                      atomic.Bool
+}
+
+// block is the record of one walk of a ring block: the NBLs of its frames
+// carry the record's index and the frame's ordinal (OriginatorContext), and
+// come back to it. After a copy-out the record stays with the copied
+// frames and the ring block gets a fresh record.
+type block struct {
+	// holds counts the frames handed out and not back, plus one while the
+	// block is walked and one while it is being copied out.
+	holds atomic.Int32
+	// copied says the ring block went back to the kernel and the record's
+	// frames live in copies; done is set by whoever dropped the last hold
+	// of such a record, when it no longer touches it.
+	copied, done atomic.Bool
+	// returned has a bit per frame of the walk, set when it comes back.
+	returned []atomic.Uint64
+	ring     int32 // ring block bound to (for a record not copied)
+
+	// The receiving goroutine's alone:
+	view     uintptr // the block's memory as its NBLs see it
+	buf      []byte  // view as a slice
+	frames   uint32  // frames of the walk
+	walkedAt int64   // when the walk ended (ns since the port opened)
+	pages    []int32 // copy pool page under each page of the view, -1 if none
 }
 
 type mmsghdr struct {
@@ -149,8 +230,17 @@ func New(cfg Config) (*Port, error) {
 	if cfg.NBLs == 0 {
 		cfg.NBLs = 8192
 	}
-	if cfg.BlockSize%unix.Getpagesize() != 0 || cfg.BlockSize < 64<<10+4096 && !cfg.NoVnetHdr {
+	if cfg.BlockSize <= 0 || cfg.BlockSize%unix.Getpagesize() != 0 || cfg.BlockSize < 64<<10+4096 && !cfg.NoVnetHdr {
 		return nil, fmt.Errorf("afpacket: BlockSize %d must be a multiple of the page size and hold a 64 KiB GSO frame", cfg.BlockSize)
+	}
+	if cfg.Blocks < 2 || cfg.Blocks > 1<<16 {
+		return nil, fmt.Errorf("afpacket: Blocks must be between 2 and 65536, got %d", cfg.Blocks)
+	}
+	if cfg.CopyPages == 0 {
+		cfg.CopyPages = max(1, cfg.BlockSize*cfg.Blocks/4/unix.Getpagesize())
+	}
+	if cfg.LowWater < 0 || cfg.LowWater >= cfg.Blocks || cfg.MaxHold < 0 {
+		return nil, fmt.Errorf("afpacket: LowWater must be between 0 and Blocks-1 (got %d) and MaxHold not negative", cfg.LowWater)
 	}
 	ifi, err := net.InterfaceByName(cfg.Interface)
 	if err != nil {
@@ -163,12 +253,10 @@ func New(cfg Config) (*Port, error) {
 		}
 		return nil, fmt.Errorf("afpacket: socket: %w", err)
 	}
-	p := &Port{cfg: cfg, fd: fd, ifindex: ifi.Index, vnet: !cfg.NoVnetHdr}
+	p := &Port{cfg: cfg, fd: fd, ifindex: ifi.Index, vnet: !cfg.NoVnetHdr, page: unix.Getpagesize()}
 	fail := func(what string, err error) (*Port, error) {
+		p.unmapAll()
 		unix.Close(fd)
-		if p.ring != nil {
-			unix.Munmap(p.ring)
-		}
 		return nil, fmt.Errorf("afpacket: %s on %s: %w", what, cfg.Interface, err)
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
@@ -194,9 +282,19 @@ func New(cfg Config) (*Port, error) {
 	if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
 		return fail("PACKET_RX_RING", err)
 	}
-	p.ring, err = unix.Mmap(fd, 0, cfg.BlockSize*cfg.Blocks, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	// Two mappings of the ring: the control one, and the first views of the
+	// blocks, which NBLs point into.
+	ctl, err := mmapRaw(0, p.ringSize(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE, fd)
 	if err != nil {
 		return fail("mmap", err)
+	}
+	p.ctl, p.ctlAddr = bytesAt(ctl, p.ringSize()), ctl
+	views, err := mmapRaw(0, p.ringSize(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE, fd)
+	if err != nil {
+		return fail("mmap", err)
+	}
+	if err := p.initBlocks(views); err != nil {
+		return fail("copy pool", err)
 	}
 	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}
 	if err := unix.Bind(fd, sa); err != nil {
@@ -208,7 +306,6 @@ func New(cfg Config) (*Port, error) {
 			return fail("PACKET_FANOUT", err)
 		}
 	}
-	p.outstanding = make([]atomic.Int32, cfg.Blocks)
 	p.pool, err = nbl.NewPool(nbl.Config{NBLs: cfg.NBLs, NoFrames: true})
 	if err != nil {
 		return fail("pool", err)
@@ -236,13 +333,15 @@ func (p *Port) Cache() *nbl.Cache { return p.cache }
 // FD returns the socket, for poll(2).
 func (p *Port) FD() int { return p.fd }
 
+func (p *Port) ringSize() int { return p.cfg.BlockSize * p.cfg.Blocks }
+
 func (p *Port) blockHdr(i int) *unix.TpacketHdrV1 {
 	// The block descriptor's union starts 8 bytes in (version, offset_to_priv).
-	return (*unix.TpacketHdrV1)(unsafe.Pointer(&p.ring[i*p.cfg.BlockSize+8]))
+	return (*unix.TpacketHdrV1)(unsafe.Pointer(&p.ctl[i*p.cfg.BlockSize+8]))
 }
 
 func (p *Port) blockStatus(i int) *uint32 {
-	return (*uint32)(unsafe.Pointer(&p.ring[i*p.cfg.BlockSize+8]))
+	return (*uint32)(unsafe.Pointer(&p.ctl[i*p.cfg.BlockSize+8]))
 }
 
 // Receive implements vswitch.Port: it hands out the frames of the blocks the
@@ -251,40 +350,49 @@ func (p *Port) Receive(out []*nbl.NetBufferList) (int, error) {
 	if p.closed.Load() {
 		return 0, nil
 	}
+	p.maintain()
 	n := 0
+	bs := p.cfg.BlockSize
 	for n < len(out) {
 		if !p.started {
+			if p.walked == p.cfg.Blocks {
+				break // every block is out and held: wait for returns or a copy-out
+			}
 			// Pairs with the kernel's release of the block to user space.
-			if atomic.LoadUint32(p.blockStatus(p.block))&unix.TP_STATUS_USER == 0 {
+			if atomic.LoadUint32(p.blockStatus(p.bi))&unix.TP_STATUS_USER == 0 {
 				break
 			}
-			h := p.blockHdr(p.block)
-			p.left, p.off, p.started = h.Num_pkts, h.Offset_to_first_pkt, true
-			p.outstanding[p.block].Store(1) // the walk's own hold
+			h := p.blockHdr(p.bi)
+			p.left, p.off, p.ord, p.started = h.Num_pkts, h.Offset_to_first_pkt, 0, true
+			r := &p.blocks[p.cur[p.bi]]
+			r.frames = h.Num_pkts
+			for i := range r.returned[:min(len(r.returned), (int(h.Num_pkts)+63)/64)] {
+				r.returned[i].Store(0)
+			}
+			r.holds.Store(1) // the walk's own hold
 		}
 		if p.left == 0 {
 			p.finishWalk()
 			continue
 		}
-		base := p.block * p.cfg.BlockSize
-		hdr := (*unix.Tpacket3Hdr)(unsafe.Pointer(&p.ring[base+int(p.off)]))
-		start := base + int(p.off)
-		mac := start + int(hdr.Mac)
-		end := mac + int(hdr.Snaplen)
-		// Backfill: the room between the tpacket header and the frame
-		// (the sockaddr_ll and the virtio header, both read already) is
-		// free for a tag or a header to be prepended.
-		front := start + int(unsafe.Sizeof(unix.Tpacket3Hdr{}))
-		if p.vnet {
-			front = min(front, mac-p.hdrLen)
+		ri := p.cur[p.bi]
+		r := &p.blocks[ri]
+		base := p.bi * bs
+		f, ok := p.frameAt(p.off)
+		if !ok {
+			// A header the kernel did not write as it should: leave the
+			// rest of the block.
+			p.left = 0
+			continue
 		}
-		l, err := p.cache.AllocateAround(p.ring[front:end:end], mac-front, end-mac)
+		hdr := (*unix.Tpacket3Hdr)(unsafe.Pointer(&p.ctl[base+int(p.off)]))
+		l, err := p.cache.AllocateAround(r.buf[f.front:f.end:f.end], f.mac-f.front, f.end-f.mac)
 		if err != nil {
 			p.poolEmpty.Add(1)
 			break
 		}
-		if p.vnet && mac-p.hdrLen >= start {
-			p.readVnet(l, p.ring[mac-p.hdrLen:mac])
+		if p.vnet && f.mac-p.hdrLen >= int(p.off) {
+			p.readVnet(l, p.ctl[base+f.mac-p.hdrLen:base+f.mac])
 		}
 		if hdr.Status&unix.TP_STATUS_VLAN_VALID != 0 {
 			tci := uint16(hdr.Hv1.Vlan_tci)
@@ -297,12 +405,13 @@ func (p *Port) Receive(out []*nbl.NetBufferList) (int, error) {
 		l.Info.Timestamp = int64(hdr.Sec)*1e9 + int64(hdr.Nsec)
 		l.Info.Hash = hdr.Hv1.Rxhash
 		l.Originator = p
-		l.OriginatorContext = uint64(p.block)
-		p.outstanding[p.block].Add(1)
+		l.OriginatorContext = uint64(ri)<<32 | uint64(p.ord)
+		r.holds.Add(1)
 		out[n] = l
 		n++
-		p.rxBytes.Add(uint64(hdr.Snaplen))
+		p.rxBytes.Add(uint64(f.end - f.mac))
 		p.left--
+		p.ord++
 		p.off += hdr.Next_offset
 		if p.left == 0 {
 			p.finishWalk()
@@ -312,26 +421,86 @@ func (p *Port) Receive(out []*nbl.NetBufferList) (int, error) {
 	return n, nil
 }
 
-// finishWalk drops the walk's hold on the current block and moves on.
-func (p *Port) finishWalk() {
-	p.release(p.block)
-	p.started = false
-	p.block = (p.block + 1) % p.cfg.Blocks
+// frame is where one packet of a block lies, in offsets from the block's
+// start: the NBL describes [front, end) with its data from mac on.
+type frame struct{ front, mac, end int }
+
+// frameAt locates the packet whose tpacket3 header is off bytes into the
+// block being walked, checking that the kernel's offsets stay inside the
+// block.
+func (p *Port) frameAt(off uint32) (frame, bool) { return p.frameIn(p.bi, off) }
+
+// frameIn is frameAt for ring block bi.
+func (p *Port) frameIn(bi int, off uint32) (frame, bool) {
+	bs := p.cfg.BlockSize
+	const hsz = int(unsafe.Sizeof(unix.Tpacket3Hdr{}))
+	start := int(off)
+	if start < 0 || start+hsz > bs {
+		return frame{}, false
+	}
+	hdr := (*unix.Tpacket3Hdr)(unsafe.Pointer(&p.ctl[bi*bs+start]))
+	mac := start + int(hdr.Mac)
+	end := mac + int(hdr.Snaplen)
+	if mac < start+hsz || end > bs || end < mac {
+		return frame{}, false
+	}
+	// Backfill: the room between the tpacket header and the frame (the
+	// sockaddr_ll and the virtio header, both read already) is free for a
+	// tag or a header to be prepended.
+	front := start + hsz
+	if p.vnet {
+		front = min(front, mac-p.hdrLen)
+	}
+	front = max(front, start)
+	return frame{front: front, mac: mac, end: end}, true
 }
 
-// release drops one hold on a block; the last gives it back to the kernel.
-func (p *Port) release(b int) {
-	if p.outstanding[b].Add(-1) == 0 {
-		// Pairs with the kernel's read of the status before it refills the
-		// block: every NBL's use of the block happened before.
-		atomic.StoreUint32(p.blockStatus(b), unix.TP_STATUS_KERNEL)
+// finishWalk drops the walk's hold on the current block and moves on.
+func (p *Port) finishWalk() {
+	r := &p.blocks[p.cur[p.bi]]
+	if p.cfg.MaxHold > 0 {
+		r.walkedAt = int64(time.Since(p.epoch))
 	}
+	p.walked++
+	p.started = false
+	p.bi = (p.bi + 1) % p.cfg.Blocks
+	p.drop(r)
+}
+
+// drop drops one hold on a record. The last hold of a record still bound
+// to its ring block gives the block back to the kernel; the last hold of
+// copied frames leaves their pages for the receiving goroutine to take
+// back (maintain).
+func (p *Port) drop(r *block) {
+	if r.holds.Add(-1) != 0 {
+		return
+	}
+	if r.copied.Load() {
+		r.done.Store(true) // the last touch of r: it may be reused from here
+		p.copiesDone.Add(1)
+		return
+	}
+	if p.closed.Load() {
+		return // the ring is gone (a frame released after Close)
+	}
+	// Pairs with the kernel's read of the status before it refills the
+	// block: every NBL's use of the block happened before.
+	atomic.StoreUint32(p.blockStatus(int(r.ring)), unix.TP_STATUS_KERNEL)
 }
 
 // ReturnNetBufferList implements nbl.Originator: a frame of the ring is
 // done with. It may run on any worker.
 func (p *Port) ReturnNetBufferList(l *nbl.NetBufferList) {
-	p.release(int(l.OriginatorContext))
+	c := l.OriginatorContext
+	ri := int(c >> 32)
+	if ri >= len(p.blocks) {
+		return // not one of ours; cannot happen for NBLs this port made
+	}
+	r := &p.blocks[ri]
+	if ord := uint32(c); int(ord>>6) < len(r.returned) {
+		r.returned[ord>>6].Or(1 << (ord & 63))
+	}
+	p.drop(r)
 }
 
 func (p *Port) readVnet(l *nbl.NetBufferList, b []byte) {
@@ -455,6 +624,8 @@ func (p *Port) Stats() Stats {
 		TxPackets: p.txPackets.Load(), TxBytes: p.txBytes.Load(), TxErrors: p.txErrors.Load(),
 		KernelPackets: p.kpackets.Load(), KernelDrops: p.kdrops.Load(), KernelFreezes: p.kfreezes.Load(),
 		PoolEmpty: p.poolEmpty.Load(),
+		CopiedOut: p.copiedOut.Load(), CopiedFrames: p.copiedFrames.Load(), CopyOutFailed: p.copyFailed.Load(),
+		CopyPagesInUse: int(p.copyPagesInUse.Load()),
 	}
 }
 
@@ -469,7 +640,7 @@ func (p *Port) Close() error {
 		if !p.pool.Full() {
 			err = fmt.Errorf("afpacket: %s: %d descriptors still in use at close", p.cfg.Interface, p.pool.InUse())
 		}
-		err = errors.Join(err, unix.Munmap(p.ring), unix.Close(p.fd))
+		err = errors.Join(err, p.unmapAll(), unix.Close(p.fd))
 	})
 	return err
 }

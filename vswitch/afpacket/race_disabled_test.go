@@ -1,0 +1,5 @@
+//go:build linux && !race
+
+package afpacket_test
+
+const raceEnabled = false

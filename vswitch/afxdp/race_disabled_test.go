@@ -1,0 +1,5 @@
+//go:build !race
+
+package afxdp_test
+
+const raceEnabled = false

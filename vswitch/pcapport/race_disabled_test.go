@@ -1,0 +1,5 @@
+//go:build !race
+
+package pcapport_test
+
+const raceEnabled = false
