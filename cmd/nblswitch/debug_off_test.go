@@ -1,0 +1,5 @@
+//go:build linux && !nblpipe_debug
+
+package main
+
+var buildTags []string
