@@ -3,7 +3,7 @@
 export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 
-.PHONY: all test vet fmt-check test-race test-debug bench bench-smoke gobench fuzz soak
+.PHONY: all test vet fmt-check test-race test-debug bench bench-smoke gobench fuzz soak nblswitch
 
 all: test
 
@@ -49,5 +49,23 @@ soak:
 
 ## fuzz: each fuzz target for FUZZTIME (their seed corpora run in `make test`).
 FUZZTIME ?= 30s
+FUZZMIN ?= 1x
+FUZZ_TARGETS = \
+	./ring:FuzzRingOps \
+	./nbl:FuzzNBLOps \
+	./inject:FuzzParseGUID ./inject:FuzzCreateHandle ./inject:FuzzChainShape \
+	./vswitch:FuzzClassify \
+	./vswitch/pcapport:FuzzPcapReader \
+	./vswitch/afxdp:FuzzFixPartialChecksum \
+	./cmd/nblswitch:FuzzParseVLAN ./cmd/nblswitch:FuzzParseStatus ./cmd/nblswitch:FuzzParseFlags
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzRingOps$$' -fuzztime $(FUZZTIME) ./ring
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) $$pkg; \
+	done
+
+## nblswitch: the daemon, built without cgo (it drops capabilities on
+## every thread, which a cgo build cannot do).
+nblswitch:
+	CGO_ENABLED=0 $(GO) build -o bin/nblswitch ./cmd/nblswitch

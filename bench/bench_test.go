@@ -2,12 +2,10 @@ package main
 
 import (
 	"fmt"
-	"regexp"
 	"testing"
 	"time"
 
 	"github.com/nblpipe/nblpipe/internal/microbench"
-	"github.com/nblpipe/nblpipe/internal/netns"
 	"github.com/nblpipe/nblpipe/internal/scenario"
 )
 
@@ -100,27 +98,4 @@ func TestReportRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkJSON(t, buf.Bytes())
-}
-
-// TestVethPorts runs -ports veth briefly: the kernel bridge and the switch
-// on AF_PACKET ports each carry iperf3 TCP and ping between two namespaces,
-// and nothing is left behind.
-func TestVethPorts(t *testing.T) {
-	netns.Require(t, "ping", "iperf3")
-	res, err := vethRuns(options{duration: 2 * time.Second}, regexp.MustCompile(""), func(string) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res) != 3 {
-		t.Fatalf("%d results, want 3", len(res))
-	}
-	for _, r := range res {
-		if r.Gbps <= 0 || r.P50Ns == nil {
-			t.Errorf("%s: %.2f Gbit/s, rtt %v", r.Name, r.Gbps, r.P50Ns)
-		}
-		t.Logf("%s: %.2f Gbit/s, ping %.3f ms, %d frames", r.Name, r.Gbps, *r.P50Ns/1e6, r.Packets)
-	}
-	if left := netns.Leftovers(); len(left) > 0 {
-		t.Errorf("namespaces left behind: %v", left)
-	}
 }

@@ -219,7 +219,9 @@ type Callout struct {
 	VSwitchID []byte
 	Clone     bool
 
-	Injected, Failed atomic.Uint64
+	// Failed counts frames it could not clone or inject (it blocked them);
+	// what it injected the injection handle counts (Handle.Stats).
+	Failed atomic.Uint64
 }
 
 // Classify is the callout's classify function.
