@@ -6,7 +6,7 @@
 //
 //	nblswitch -port IF -port IF [-port IF ...]
 //	          [-backend afpacket|afxdp] [-callout none|count|reinject|inspect]
-//	          [-workers N] [-burst N] [-pin]
+//	          [-workers N] [-burst N] [-pin] [-storm-limit N]
 //	          [-vlan IF=access:VID] [-vlan IF=trunk:NATIVE:VID,VID-VID,...]
 //	          [-stats 10s] [-stats-json] [-log-level info]
 //	          [-cpuprofile FILE] [-keep-caps]
@@ -79,6 +79,13 @@
 //
 // A frame a callout cannot clone or inject is blocked and counted
 // (callout-block), never lost.
+//
+// # Loops
+//
+// Two of the switch's ports joined outside it (a cable, a bridge) make a
+// loop in which a broadcast would circle for ever. -storm-limit (default
+// 100000) bounds the frames each port may have flooded per second; the
+// excess is dropped and counted as storm, and logged once.
 //
 // # Statistics
 //

@@ -24,6 +24,7 @@ type options struct {
 	callout         string
 	workers         int
 	burst           int
+	stormLimit      int
 	pin             bool
 	statsEvery      time.Duration
 	statsJSON       bool
@@ -64,6 +65,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.callout, "callout", calloutNone, "callout at the vSwitch layers: "+strings.Join(callouts, ", "))
 	fs.IntVar(&o.workers, "workers", 1, "switch worker goroutines (port i is served by worker i % N)")
 	fs.IntVar(&o.burst, "burst", 32, "frames per receive call and per step")
+	fs.IntVar(&o.stormLimit, "storm-limit", 100000, "frames one port may have flooded (broadcast, multicast, unknown unicast) per second; the excess is dropped as storm (0: no limit)")
 	fs.BoolVar(&o.pin, "pin", false, "pin worker i to CPU i")
 	fs.DurationVar(&o.statsEvery, "stats", 10*time.Second, "log per-port statistics at this interval (0: only at exit)")
 	fs.BoolVar(&o.statsJSON, "stats-json", false, "write the final statistics as JSON to stdout at exit")
@@ -110,6 +112,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.burst < 1 || o.burst > 1024 {
 		errs = append(errs, fmt.Errorf("-burst %d: want 1-1024", o.burst))
+	}
+	if o.stormLimit < 0 || o.stormLimit > 1<<30 {
+		errs = append(errs, fmt.Errorf("-storm-limit %d: want 0-%d", o.stormLimit, 1<<30))
 	}
 	if o.statsEvery < 0 || o.statsEvery > 0 && o.statsEvery < 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("-stats %v: want 0 or at least 10ms", o.statsEvery))

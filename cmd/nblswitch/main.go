@@ -111,7 +111,7 @@ func (d *daemon) setup() error {
 	}
 	d.stack = inject.NewStack()
 	d.stack.Start()
-	d.sw, err = vswitch.New(vswitch.Config{ID: switchID, Stack: d.stack, Workers: o.workers, Burst: o.burst, PinWorkers: o.pin,
+	d.sw, err = vswitch.New(vswitch.Config{ID: switchID, Stack: d.stack, Workers: o.workers, Burst: o.burst, PinWorkers: o.pin, StormLimit: o.stormLimit,
 		Logger: d.log, ProfileLabels: []string{"program", "nblswitch"}})
 	if err != nil {
 		return err

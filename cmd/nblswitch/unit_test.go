@@ -57,6 +57,7 @@ func TestParseFlags(t *testing.T) {
 		{append(good, "-callout", "magic"), "-callout \"magic\""},
 		{append(good, "-workers", "0"), "-workers 0"},
 		{append(good, "-burst", "5000"), "-burst 5000"},
+		{append(good, "-storm-limit", "-1"), "-storm-limit -1"},
 		{append(good, "-stats", "1ms"), "-stats 1ms"},
 		{append(good, "-vlan", "c=access:5"), "c is not a -port"},
 		{append(good, "-vlan", "a=access:5000"), "1-4094"},
