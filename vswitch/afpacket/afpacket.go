@@ -103,9 +103,11 @@ type Stats struct {
 	PoolEmpty          uint64 // frames left in the ring for want of a descriptor
 	// CopiedOut counts ring blocks given back to the kernel early by
 	// copying the frames still held in them out; CopiedFrames counts those
-	// frames. CopyOutFailed counts copy-outs that could not be done (the
-	// copy pool was short); CopyPagesInUse is the copy pool's pages holding
-	// frames now.
+	// frames. CopyOutFailed counts tries that failed (the copy pool or the
+	// records were short, or a mapping failed; the port tries again after
+	// a millisecond, or sooner when a copy or the oldest block frees);
+	// CopyPagesInUse is the copy pool's pages holding frames now. Close
+	// reports copy pages still in use as an error.
 	CopiedOut, CopiedFrames uint64
 	CopyOutFailed           uint64
 	CopyPagesInUse          int
@@ -176,6 +178,7 @@ type block struct {
 	ring     int32 // ring block bound to (for a record not copied)
 
 	// The receiving goroutine's alone:
+	mixed    bool    // a copy-out failed after moving pages (pages >= 0) into view
 	view     uintptr // the block's memory as its NBLs see it
 	buf      []byte  // view as a slice
 	frames   uint32  // frames of the walk
@@ -362,9 +365,12 @@ func (p *Port) Receive(out []*nbl.NetBufferList) (int, error) {
 			if atomic.LoadUint32(p.blockStatus(p.bi))&unix.TP_STATUS_USER == 0 {
 				break
 			}
+			r := &p.blocks[p.cur[p.bi]]
+			if r.mixed && !p.cleanView(r, p.bi) {
+				break // no view all ring for the walk yet: the next Receive tries again
+			}
 			h := p.blockHdr(p.bi)
 			p.left, p.off, p.ord, p.started = h.Num_pkts, h.Offset_to_first_pkt, 0, true
-			r := &p.blocks[p.cur[p.bi]]
 			r.frames = h.Num_pkts
 			for i := range r.returned[:min(len(r.returned), (int(h.Num_pkts)+63)/64)] {
 				r.returned[i].Store(0)
@@ -600,8 +606,13 @@ func (p *Port) Send(in []*nbl.NetBufferList) (int, error) {
 	return total, nil
 }
 
-// Reclaim implements vswitch.Port.
+// Reclaim implements vswitch.Port. It also takes back the pages of copies
+// whose frames all came back: a switch that stopped receiving from the port
+// still reclaims.
 func (p *Port) Reclaim(out []*nbl.NetBufferList) int {
+	if !p.closed.Load() {
+		p.takeBackCopies()
+	}
 	n := copy(out, p.done)
 	rest := copy(p.done, p.done[n:])
 	clear(p.done[rest:])
@@ -630,17 +641,21 @@ func (p *Port) Stats() Stats {
 }
 
 // Close closes the socket and unmaps the ring. The switch calls it after
-// every frame was released; Close checks that no NBL is left.
+// every frame was released, from no goroutine that still receives; Close
+// takes back the pages of the copies whose frames came back since the last
+// Receive, and reports as errors the descriptors and the copy pages still
+// in use (frames not returned).
 func (p *Port) Close() error {
 	var err error
 	p.closeOnce.Do(func() {
 		p.Stats()
+		p.closeCopies()
 		p.closed.Store(true)
 		p.cache.Flush()
 		if !p.pool.Full() {
 			err = fmt.Errorf("afpacket: %s: %d descriptors still in use at close", p.cfg.Interface, p.pool.InUse())
 		}
-		err = errors.Join(err, p.unmapAll(), unix.Close(p.fd))
+		err = errors.Join(err, p.copyPoolLeak(), p.unmapAll(), unix.Close(p.fd))
 	})
 	return err
 }

@@ -3,6 +3,7 @@
 package afpacket
 
 import (
+	"fmt"
 	"math/bits"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,15 @@ import (
 //     is returned, the pages go back to the pool (moved back, again with
 //     mremap) and the old view is unmapped.
 //
+// Who takes the pages back. The last return of a copied frame may happen on
+// any goroutine; it only marks the record done (block.done, copiesDone).
+// The pool, the views and the records are the receiving goroutine's, so the
+// pages are taken back there: at the start of each Receive (maintain), in
+// Reclaim (the same goroutine, which a switch goes on calling when it has
+// stopped receiving), and at the latest in Close, which runs after the
+// switch's workers stopped. Close then reports, as an error, any copy page
+// still in use: a copied frame not returned.
+//
 // Every range the port unmaps was its own up to that moment: pages moved out
 // of the pool or a view leave the range mapped (MREMAP_DONTUNMAP), so no
 // other mapping can slip into a hole the port later unmaps.
@@ -60,13 +70,13 @@ type copyState struct {
 	copies      []int32       // records holding copied frames
 	copiesDone  atomic.Uint64 // copies whose last frame came back
 	copiesFreed uint64        // copiesDone when freeCopies last ran
-	stalled     bool          // the last copy-out failed: wait for a return or a new block
+	stalled     bool          // the last copy-out failed: retry after copyRetry, or when a copy or the tail frees
+	stalledAt   int64         // when it failed (ns since the port opened)
 
 	spare     uintptr // a mapping of the whole ring whose blocks serve as fresh views
 	spareUsed []bool  // blocks of spare given to records
 
-	orphans []uintptr // views left by a failed copy-out, unmapped at Close
-	marks   []uint64  // scratch: the pages of a block to copy
+	marks []uint64 // scratch: the pages of a block to copy
 }
 
 // initBlocks makes the records, binds one to each block over the views
@@ -122,12 +132,19 @@ func (p *Port) initBlocks(views uintptr) error {
 	return nil
 }
 
+// copyRetry is how long the port waits, after a copy-out failed, before it
+// tries again when nothing it can see changed (a frame of the block coming
+// back is not seen): a failed try costs a walk of the block's headers, or
+// a failed mapping.
+const copyRetry = time.Millisecond
+
 // bind makes r the record of ring block b, seen through view.
 func (p *Port) bind(r *block, b int, view uintptr) {
 	r.ring = int32(b)
 	r.view = view
 	r.buf = bytesAt(view, p.cfg.BlockSize)
 	r.frames = 0
+	r.mixed = false
 	r.copied.Store(false)
 	r.done.Store(false)
 	r.holds.Store(0)
@@ -138,12 +155,16 @@ func (p *Port) bind(r *block, b int, view uintptr) {
 // back to the kernel, and copies the oldest held block out when the ring
 // runs short or the block has been held too long.
 func (p *Port) maintain() {
-	if p.copiesDone.Load() != p.copiesFreed {
-		p.freeCopies()
-	}
+	p.takeBackCopies()
 	p.retire()
-	if p.walked == 0 || p.slab == 0 || p.stalled {
+	if p.walked == 0 || p.slab == 0 {
 		return
+	}
+	if p.stalled {
+		if int64(time.Since(p.epoch))-p.stalledAt < int64(copyRetry) {
+			return
+		}
+		p.stalled = false
 	}
 	for range 4 { // at most four copy-outs per call
 		if p.walked == 0 {
@@ -162,7 +183,7 @@ func (p *Port) maintain() {
 			return
 		}
 		if !p.copyOut(p.tail) {
-			p.stalled = true
+			p.stalled, p.stalledAt = true, int64(time.Since(p.epoch))
 			p.copyFailed.Add(1)
 			return
 		}
@@ -170,11 +191,35 @@ func (p *Port) maintain() {
 	}
 }
 
-// retire moves the tail past the walked blocks that went back.
+// retire moves the tail past the walked blocks that went back. A new tail
+// is a new candidate for copy-out: a stall on the old one ends.
 func (p *Port) retire() {
 	for p.walked > 0 && p.blocks[p.cur[p.tail]].holds.Load() == 0 {
 		p.tail = (p.tail + 1) % p.cfg.Blocks
 		p.walked--
+		p.stalled = false
+	}
+}
+
+// takeBackCopies takes back the pages of the copies whose frames all came
+// back since it last looked. The receiving goroutine's (or Close's, once
+// that goroutine stopped).
+func (p *Port) takeBackCopies() {
+	if p.copiesDone.Load() != p.copiesFreed {
+		p.freeCopies()
+	}
+}
+
+// closeCopies runs at Close, after the receiving goroutine stopped: it
+// takes back the pages of every copy whose frames all came back, and those
+// of failed copy-outs whose blocks are no longer held.
+func (p *Port) closeCopies() {
+	p.takeBackCopies()
+	for _, ri := range p.cur {
+		if r := &p.blocks[ri]; r.mixed && r.holds.Load() == 0 {
+			p.releaseSlots(r) // the view goes with unmapAll
+			r.mixed = false
+		}
 	}
 }
 
@@ -227,6 +272,14 @@ func (p *Port) copyHeld(b int, ri int32, r *block) bool {
 	if held == 0 {
 		return true // they came back meanwhile: the block goes back as usual
 	}
+	if r.mixed {
+		// Pages a failed copy-out moved are copies already.
+		for pg, s := range r.pages {
+			if s >= 0 {
+				p.marks[pg>>6] &^= 1 << (pg & 63)
+			}
+		}
+	}
 	npages := 0
 	for _, w := range p.marks {
 		npages += bits.OnesCount64(w)
@@ -267,16 +320,19 @@ func (p *Port) copyHeld(b int, ri int32, r *block) bool {
 	}
 	if failed {
 		// Some pages may have moved: the frames read the same, but the
-		// view is no longer all ring. The block keeps its record, the
-		// record gets the fresh view for its next walks, and the old view
-		// stays mapped (with the pages moved into it) until Close.
-		p.orphans = append(p.orphans, r.view)
-		for i := range r.pages {
-			r.pages[i] = -1
+		// view is no longer all ring. The block keeps its record and the
+		// record its view, where its frames are: r.pages says which pages
+		// are copies already, and a later copy-out of the block moves the
+		// rest over the same view. If the frames all come back first, the
+		// record gets a view all ring before its next walk (cleanView).
+		// The fresh view is not taken.
+		for _, s := range r.pages {
+			r.mixed = r.mixed || s >= 0
 		}
-		r.view, r.buf = nv, bytesAt(nv, bs)
+		p.spareUsed[b] = false
 		return false
 	}
+	r.mixed = false
 	r.copied.Store(true) // before the copier's hold is dropped
 	nri := p.free[len(p.free)-1]
 	p.free = p.free[:len(p.free)-1]
@@ -290,11 +346,14 @@ func (p *Port) copyHeld(b int, ri int32, r *block) bool {
 	return true
 }
 
+// remap is moveTo, as copy-outs call it (tests make it fail).
+var remap = moveTo
+
 // moveRun moves n pages of the pool, from slot on, over the view of r from
 // page pg on. On failure the run's pages go back to the pool.
 func (p *Port) moveRun(r *block, pg int, slot int32, n int) bool {
 	ps := p.page
-	if err := moveTo(p.slab+uintptr(int(slot)*ps), n*ps, r.view+uintptr(pg*ps)); err != nil {
+	if err := remap(p.slab+uintptr(int(slot)*ps), n*ps, r.view+uintptr(pg*ps)); err != nil {
 		for i := range n {
 			p.freePages = append(p.freePages, slot+int32(i))
 		}
@@ -349,6 +408,37 @@ func (p *Port) dropSpare() error {
 	return err
 }
 
+// cleanView gives record r of ring block b, whose view has pages a failed
+// copy-out moved in and none of whose frames is out any more, a view all
+// ring again: a fresh one, the old one unmapped with the moved pages, whose
+// pool pages are free again (they stayed mapped, empty). Called before the
+// block is walked anew; false if no fresh view could be mapped (the walk
+// waits).
+func (p *Port) cleanView(r *block, b int) bool {
+	nv, err := p.freshView(b)
+	if err != nil {
+		return false
+	}
+	p.releaseSlots(r)
+	_ = munmapRaw(r.view, p.cfg.BlockSize)
+	r.view, r.buf = nv, bytesAt(nv, p.cfg.BlockSize)
+	r.mixed = false
+	return true
+}
+
+// releaseSlots puts the pool pages r.pages names back in the pool without
+// moving anything: for a record whose view, with the pages moved into it,
+// is unmapped or about to be.
+func (p *Port) releaseSlots(r *block) {
+	for pg, s := range r.pages {
+		if s >= 0 {
+			p.freePages = append(p.freePages, s)
+			p.copyPagesInUse.Add(-1)
+			r.pages[pg] = -1
+		}
+	}
+}
+
 // freeCopies takes back the pages of the copies whose frames all came
 // back, unmaps their old views and frees their records.
 func (p *Port) freeCopies() {
@@ -389,6 +479,27 @@ func (p *Port) returnPages(r *block) {
 	}
 }
 
+// copyPoolLeak reports copy pages not back in the pool: the pages of copied
+// frames still held (or, if the count and the pool disagree, a fault of
+// the port's own bookkeeping). Called by Close, after takeBackCopies.
+func (p *Port) copyPoolLeak() error {
+	if p.slab == 0 {
+		return nil
+	}
+	inUse, free := p.copyPagesInUse.Load(), len(p.freePages)
+	if inUse == 0 && free == p.slabPages {
+		return nil
+	}
+	held := len(p.copies)
+	for _, ri := range p.cur {
+		if r := &p.blocks[ri]; r.mixed && r.holds.Load() != 0 {
+			held++
+		}
+	}
+	return fmt.Errorf("afpacket: %s: %d copy pages still in use at close (%d of %d free): %d copied blocks with frames not returned",
+		p.cfg.Interface, inUse, free, p.slabPages, held)
+}
+
 // unmapAll unmaps every mapping the port made. Called by Close and when
 // New fails.
 func (p *Port) unmapAll() error {
@@ -405,10 +516,6 @@ func (p *Port) unmapAll() error {
 			r.view, r.buf = 0, nil
 		}
 	}
-	for _, v := range p.orphans {
-		keep(munmapRaw(v, p.cfg.BlockSize))
-	}
-	p.orphans = nil
 	keep(p.dropSpare())
 	if p.slab != 0 {
 		keep(munmapRaw(p.slab, p.slabPages*p.page))
