@@ -84,7 +84,9 @@ func replayCapture(t *testing.T, h1, h2 *netns.Host, frames [][]byte, filter str
 	out := replay(t, h1.NS, h1.If, path, 2000)
 	timeout := 15 * time.Second
 	if want == 0 {
-		timeout = 500 * time.Millisecond
+		// Nothing should arrive: give what might leak through time to
+		// reach the capture (tcpdump runs in immediate mode).
+		timeout = 1500 * time.Millisecond
 	}
 	got := c.waitFrames(t, want, timeout)
 	t.Logf("replayed %d frames (tcpreplay: %s); captured %d", len(frames), replaySummary(out), len(got))
@@ -273,8 +275,12 @@ func TestMACFlood(t *testing.T) {
 			})
 			path := writePcap(t, t.TempDir(), "flood.pcap", frames)
 			out := replay(t, h1.NS, h1.If, path, 20000)
-			time.Sleep(200 * time.Millisecond)
+			// The workers publish their counters every few bursts: wait
+			// (bounded) until the flood shows.
 			st := sw.Stats()
+			for end := time.Now().Add(5 * time.Second); st.Ports[0].RxPackets < flood && time.Now().Before(end); st = sw.Stats() {
+				time.Sleep(20 * time.Millisecond)
+			}
 			e0, e1 := sw.FDBEntries(0), sw.FDBEntries(1)
 			size := sw.Config().FDBSize
 			t.Logf("%s; FDB entries %d + %d of %d (port limit %d); FDBPortLimit %d, FDBTableFull %d",

@@ -368,7 +368,7 @@ type capture struct {
 func startCapture(t *testing.T, ns, ifname, filter string) *capture {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "capture.pcap")
-	args := []string{"netns", "exec", ns, "tcpdump", "-i", ifname, "-Q", "in", "-U", "-n", "-s", "0", "-Z", "root", "-w", path}
+	args := []string{"netns", "exec", ns, "tcpdump", "--immediate-mode", "-i", ifname, "-Q", "in", "-U", "-n", "-s", "0", "-Z", "root", "-w", path}
 	args = append(args, strings.Fields(filter)...)
 	cmd := exec.Command("ip", args...)
 	stderr, err := cmd.StderrPipe()
