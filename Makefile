@@ -53,11 +53,11 @@ FUZZMIN ?= 1x
 FUZZ_TARGETS = \
 	./ring:FuzzRingOps \
 	./nbl:FuzzNBLOps \
-	./inject:FuzzParseGUID ./inject:FuzzCreateHandle ./inject:FuzzChainShape \
+	./inject:FuzzParseGUID ./inject:FuzzCreateHandle ./inject:FuzzChainShape ./inject:FuzzWFPCalls \
 	./vswitch:FuzzClassify \
 	./vswitch/pcapport:FuzzPcapReader \
 	./vswitch/afxdp:FuzzFixPartialChecksum \
-	./cmd/nblswitch:FuzzParseVLAN ./cmd/nblswitch:FuzzParseStatus ./cmd/nblswitch:FuzzParseFlags
+	./cmd/nblswitch:FuzzParseVLAN ./cmd/nblswitch:FuzzParseStatus ./cmd/nblswitch:FuzzParseFlags ./cmd/nblswitch:FuzzXDPAttachedAttr
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \
