@@ -103,7 +103,7 @@ func (c *Cache) checkFree(l *NetBufferList, wantClone bool) error {
 func (c *Cache) Release(l *NetBufferList) {
 	debugLive(l)
 	if l.pool != c.p {
-		l.pool.shared.Release(l)
+		l.pool.front().Release(l)
 		return
 	}
 	// Only a holder can add a hold, and the owner is the last holder when
@@ -190,11 +190,11 @@ func (l *NetBufferList) Reference() {
 // Dereference drops a reference taken with Reference
 // (FwpsDereferenceNetBufferList0). If it was the last hold on an NBL whose
 // owner has released it, the NBL is released now, through the pool's shared
-// ring. Dereference without a matching Reference breaks the contract and
+// ring (or the cache the calling goroutine lent it). Dereference without a matching Reference breaks the contract and
 // panics (conformance case 51).
 func (l *NetBufferList) Dereference() {
 	debugLive(l)
-	l.pool.shared.dereference(l)
+	l.pool.front().dereference(l)
 }
 
 // Dereference is NetBufferList.Dereference through the cache: when it drops
@@ -250,7 +250,7 @@ func (c *Cache) finish(l *NetBufferList) {
 		if parent.pool == c.p {
 			c.drop(parent)
 		} else {
-			parent.pool.shared.drop(parent)
+			parent.pool.front().drop(parent)
 		}
 	}
 }

@@ -3,7 +3,9 @@ package nbl
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 
+	"github.com/nblpipe/nblpipe/internal/goid"
 	"github.com/nblpipe/nblpipe/pool"
 )
 
@@ -91,6 +93,56 @@ type Pool struct {
 	headers *pool.Slab // behind the extra MDLs
 	ctxMem  []byte
 	shared  *Cache // the pool's own cache-less front, used by Pool methods
+
+	// A cache lent to the pool's own methods on one goroutine (Lend):
+	// lentG is that goroutine (goid.G), 0 when none; lent is written and
+	// read by that goroutine only.
+	lentG atomic.Uintptr
+	lent  *Cache
+}
+
+// front is the cache the pool's own methods use: one lent by the calling
+// goroutine, else the shared, cache-less front.
+func (p *Pool) front() *Cache {
+	if g := p.lentG.Load(); g != 0 && g == goid.G() {
+		return p.lent
+	}
+	return p.shared
+}
+
+// Lend makes c the cache that its pool's own methods (Pool.Allocate, Free,
+// Release, Clone, FreeClone, NetBufferList.Dereference and the rest) use
+// when they are called on the calling goroutine, until Unlend: code that a
+// worker runs and that knows only the pool (a callout, a completion
+// function) then goes through the worker's cache instead of the pool's
+// shared ring. It reports false, and changes nothing, when another
+// goroutine has a cache of the pool lent, or where goroutines cannot be
+// told apart cheaply (architectures other than amd64 and arm64). The
+// goroutine must call Unlend before it exits.
+func (c *Cache) Lend() bool {
+	g := goid.G()
+	if c.c == nil || g == 0 {
+		return false
+	}
+	p := c.p
+	if p.lentG.Load() == g {
+		return p.lent == c
+	}
+	if !p.lentG.CompareAndSwap(0, g) {
+		return false
+	}
+	p.lent = c
+	return true
+}
+
+// Unlend ends a Lend of c made on the calling goroutine; otherwise it does
+// nothing.
+func (c *Cache) Unlend() {
+	p := c.p
+	if p.lentG.Load() == goid.G() && p.lent == c {
+		p.lent = nil
+		p.lentG.Store(0)
+	}
 }
 
 // ErrClosed is returned by a closed pool's allocation functions.
@@ -209,34 +261,35 @@ func (p *Pool) NewCache(size int) (*Cache, error) {
 	return &Cache{p: p, c: c, bulk: make([]*NetBufferList, 0, 64)}, nil
 }
 
-// The Pool methods below are the Cache methods through the shared ring;
-// they are safe for concurrent use.
+// The Pool methods below are the Cache methods through the shared ring (or
+// through the cache the calling goroutine lent the pool, see Lend); they
+// are safe for concurrent use.
 
 // Allocate takes an NBL around a fresh frame; see Cache.Allocate.
 func (p *Pool) Allocate(dataOffset, dataLength int) (*NetBufferList, error) {
-	return p.shared.Allocate(dataOffset, dataLength)
+	return p.front().Allocate(dataOffset, dataLength)
 }
 
 // AllocateAround takes an NBL around caller-owned memory; see
 // Cache.AllocateAround.
 func (p *Pool) AllocateAround(buf []byte, dataOffset, dataLength int) (*NetBufferList, error) {
-	return p.shared.AllocateAround(buf, dataOffset, dataLength)
+	return p.front().AllocateAround(buf, dataOffset, dataLength)
 }
 
 // Free returns an NBL to the pool; see Cache.Free.
-func (p *Pool) Free(l *NetBufferList) error { return p.shared.Free(l) }
+func (p *Pool) Free(l *NetBufferList) error { return p.front().Free(l) }
 
 // Release releases an NBL through the shared ring; see Cache.Release.
-func (p *Pool) Release(l *NetBufferList) { p.shared.Release(l) }
+func (p *Pool) Release(l *NetBufferList) { p.front().Release(l) }
 
 // ReleaseTo releases an NBL through the shared ring; see Cache.ReleaseTo.
-func (p *Pool) ReleaseTo(l *NetBufferList, f Finisher) { p.shared.ReleaseTo(l, f) }
+func (p *Pool) ReleaseTo(l *NetBufferList, f Finisher) { p.front().ReleaseTo(l, f) }
 
 // Clone makes a clone of orig; see Cache.Clone.
-func (p *Pool) Clone(orig *NetBufferList) (*NetBufferList, error) { return p.shared.Clone(orig) }
+func (p *Pool) Clone(orig *NetBufferList) (*NetBufferList, error) { return p.front().Clone(orig) }
 
 // FreeClone frees a clone; see Cache.FreeClone.
-func (p *Pool) FreeClone(clone *NetBufferList) error { return p.shared.FreeClone(clone) }
+func (p *Pool) FreeClone(clone *NetBufferList) error { return p.front().FreeClone(clone) }
 
 // Cache is a worker's front to a Pool: allocation and free go through a
 // per-worker stack of descriptors and touch shared memory only in bulk. Not
@@ -395,7 +448,7 @@ func (c *Cache) AllocateAround(buf []byte, dataOffset, dataLength int) (*NetBuff
 // AllocateNetBufferAndNetBufferList is Cache.AllocateNetBufferAndNetBufferList
 // through the shared ring.
 func (p *Pool) AllocateNetBufferAndNetBufferList(contextSize, contextBackFill int, mdlChain *Mdl, dataOffset, dataLength int) (*NetBufferList, error) {
-	return p.shared.AllocateNetBufferAndNetBufferList(contextSize, contextBackFill, mdlChain, dataOffset, dataLength)
+	return p.front().AllocateNetBufferAndNetBufferList(contextSize, contextBackFill, mdlChain, dataOffset, dataLength)
 }
 
 // fits reports whether a+b <= limit for non-negative a and b, without the

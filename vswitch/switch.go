@@ -368,11 +368,13 @@ func (s *Switch) Step() bool {
 	g := goid.G()
 	for _, w := range s.workers {
 		w.g.Store(g)
+		w.lend()
 		if w.step() {
 			moved = true
 		} else {
 			w.flushForeign()
 		}
+		w.unlend()
 		w.g.Store(0)
 		w.loops++
 		if w.loops&63 == 0 {

@@ -29,6 +29,7 @@ type worker struct {
 	ports     []*port
 	caches    []*nbl.Cache // one per pool the worker releases into: ports' and the copy pool
 	foreign   []*nbl.Cache // those of pools of ports other workers serve (flushed when idle)
+	lent      []*nbl.Cache // those lent to their pools on the worker's goroutine
 	copyCache *nbl.Cache   // the switch's copy pool
 	cq        *inject.CompletionQueue
 	injq      *ring.Ring[*nbl.NetBufferList]
@@ -143,6 +144,28 @@ func (w *worker) setupCaches() error {
 	return nil
 }
 
+// lend lends the worker's caches to their pools on the worker's goroutine
+// (nbl.Cache.Lend): callouts and completion functions that use pool-level
+// methods (Pool.Clone, FreeClone, NetBufferList.Dereference...) then go
+// through them. A pool another worker already lends to keeps its shared
+// ring for this one.
+func (w *worker) lend() {
+	w.lent = w.lent[:0]
+	for _, c := range w.caches {
+		if c.Lend() {
+			w.lent = append(w.lent, c)
+		}
+	}
+}
+
+func (w *worker) unlend() {
+	for _, c := range w.lent {
+		c.Unlend()
+	}
+	clear(w.lent)
+	w.lent = w.lent[:0]
+}
+
 // flushForeign gives the descriptors the worker keeps for other workers'
 // ports back to their pools.
 func (w *worker) flushForeign() {
@@ -171,7 +194,9 @@ func (w *worker) run(ready chan<- error) {
 	labels := pprof.Labels(append([]string{"stage", "vswitch-worker", "worker", strconv.Itoa(w.id)}, w.sw.cfg.ProfileLabels...)...)
 	pprof.Do(context.Background(), labels, func(context.Context) {
 		w.g.Store(goid.G())
+		w.lend()
 		w.loop()
+		w.unlend()
 		w.g.Store(0)
 	})
 }
