@@ -33,6 +33,9 @@ type CompletionQueue struct {
 	pos      int
 	runOwner *Handle
 	runCount int
+	// Originals injected with no completion function, whose reference the
+	// flush drops in bursts (derefNow).
+	derefs []*nbl.NetBufferList
 
 	delivered uint64
 	batches   uint64
@@ -52,6 +55,7 @@ func NewCompletionQueue(s *Stack, size int, caches ...*nbl.Cache) (*CompletionQu
 	q := &CompletionQueue{
 		nbls:     make([]*nbl.NetBufferList, 0, size),
 		batch:    make([]*nbl.NetBufferList, 0, size),
+		derefs:   make([]*nbl.NetBufferList, 0, max(size, 64)),
 		dispatch: s.AtDispatch(),
 	}
 	for _, c := range caches {
@@ -104,6 +108,7 @@ func (q *CompletionQueue) Flush() {
 	for q.pos < len(q.nbls) {
 		q.flushFrom()
 	}
+	q.derefNow()
 	q.endRun()
 	clear(q.nbls)
 	q.nbls = q.nbls[:0]
@@ -132,8 +137,23 @@ func (q *CompletionQueue) flushFrom() {
 			q.pos++
 			q.runCount++
 			q.delivered++
-			q.release(l, owner != nil)
+			if owner != nil {
+				q.derefs = append(q.derefs, l)
+				if len(q.derefs) == cap(q.derefs) {
+					q.derefNow()
+				}
+				continue
+			}
+			if len(q.derefs) > 0 {
+				q.derefNow()
+			}
+			q.release(l, false)
 			continue
+		}
+		// Completions keep their order: the gathered originals leave
+		// before a completion function runs.
+		if len(q.derefs) > 0 {
+			q.derefNow()
 		}
 		if c.Batch == nil {
 			q.pos++
@@ -199,6 +219,39 @@ func (q *CompletionQueue) release(l *nbl.NetBufferList, injected bool) {
 		}
 	}
 	p.Release(l)
+}
+
+// derefNow drops the injectors' references on the gathered originals, a
+// run of one pool at a time through the worker's cache for it.
+func (q *CompletionQueue) derefNow() {
+	ls := q.derefs
+	// Taken off the queue first: should a Dereference panic (an NBL
+	// dereferenced behind the injection's back), no other is dropped twice.
+	q.derefs = ls[len(ls):]
+	for i := 0; i < len(ls); {
+		p := ls[i].Pool()
+		j := i + 1
+		for j < len(ls) && ls[j].Pool() == p {
+			j++
+		}
+		var cache *nbl.Cache
+		for _, c := range q.caches {
+			if c.Pool() == p {
+				cache = c
+				break
+			}
+		}
+		if cache != nil {
+			cache.DereferenceBurst(ls[i:j])
+		} else {
+			for _, l := range ls[i:j] {
+				l.Dereference()
+			}
+		}
+		i = j
+	}
+	clear(ls)
+	q.derefs = ls[:0]
 }
 
 // QueueStats are a completion queue's counters.

@@ -77,3 +77,54 @@ func TestReleaseBurstBatchOriginator(t *testing.T) {
 		t.Errorf("%d NBLs not back in the pool", p.InUse())
 	}
 }
+
+// TestDereferenceBurst: each NBL loses one reference; those whose owner had
+// released them and that held no other leave, their BatchOriginator told
+// once per run; the others stay until their last hold goes.
+func TestDereferenceBurst(t *testing.T) {
+	p, err := nbl.NewPool(nbl.Config{NBLs: 64, FrameSize: 512})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := p.NewCache(16)
+	o := &batchOrig{}
+	var ls []*nbl.NetBufferList
+	for range 6 {
+		l, err := c.Allocate(0, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Originator = o
+		l.Reference()
+		ls = append(ls, l)
+	}
+	ls[2].Reference() // a second reference: it stays
+	for _, l := range ls[:5] {
+		c.Release(l) // ls[5] is not released by its owner: it stays
+	}
+	c.DereferenceBurst(ls)
+	// The four that leave form one run of the burst's leavers.
+	if len(o.got) != 4 || len(o.runs) != 1 || o.runs[0] != 4 {
+		t.Fatalf("originator got %d NBLs in runs %v, want 4 in [4]", len(o.got), o.runs)
+	}
+	if got := ls[2].RefCount(); got != 1 {
+		t.Errorf("the twice-referenced NBL has %d references left, want 1", got)
+	}
+	ls[2].Dereference()
+	c.Release(ls[5]) // its only reference went in the burst: it leaves now
+	if len(o.got) != 6 {
+		t.Errorf("originator got %d NBLs, want 6", len(o.got))
+	}
+	c.Flush()
+	if !p.Full() {
+		t.Errorf("%d NBLs in use", p.InUse())
+	}
+	l, _ := c.Allocate(0, 64)
+	defer func() {
+		if recover() == nil {
+			t.Error("DereferenceBurst of an NBL without a reference did not panic")
+		}
+		c.Free(l)
+	}()
+	c.DereferenceBurst([]*nbl.NetBufferList{l})
+}

@@ -1,6 +1,9 @@
 package nbl
 
-import "fmt"
+import (
+	"fmt"
+	"unsafe"
+)
 
 const releasedBit = 1 // in holds: the owner has released the NBL
 const holdUnit = 2    // in holds: one reference or one clone
@@ -114,7 +117,7 @@ func (c *Cache) Release(l *NetBufferList) {
 		return
 	}
 	if l.holds.Add(releasedBit) == releasedBit {
-		l.holds.Store(0)
+		l.clearHolds()
 		c.finish(l)
 	}
 }
@@ -140,6 +143,42 @@ func (c *Cache) ReleaseBurst(nbls []*NetBufferList) {
 		if l.pool != c.p || l.holds.Load() != 0 || l.finisher != nil || l.parent != nil ||
 			l.firstNB != &l.nb || l.nb.Next != nil || l.nb.mdlChain != &l.mdl || l.mdl.next != nil {
 			c.Release(l)
+			continue
+		}
+		bulk = append(bulk, l)
+		if len(bulk) == cap(bulk) {
+			c.returnBulk(bulk)
+			bulk = bulk[:0]
+		}
+	}
+	c.returnBulk(bulk)
+}
+
+// DereferenceBurst drops one reference from each NBL of nbls, as
+// Dereference does one by one; those that leave (their owner released them
+// and this was the last hold) go back as ReleaseBurst sends them: their
+// originators told once per run, one bulk put. It panics, as Dereference
+// does, on an NBL without a reference to drop; the NBLs before it have been
+// dereferenced.
+func (c *Cache) DereferenceBurst(nbls []*NetBufferList) {
+	bulk := c.bulk[:0]
+	for _, l := range nbls {
+		debugLive(l)
+		if l.pool != c.p {
+			l.Dereference()
+			continue
+		}
+		if l.holds.Load()/holdUnit <= l.childRefs.Load() {
+			c.returnBulk(bulk)
+			panic("nbl: Dereference without a matching Reference")
+		}
+		if l.holds.Add(-holdUnit) != releasedBit {
+			continue
+		}
+		l.clearHolds()
+		if l.finisher != nil || l.parent != nil ||
+			l.firstNB != &l.nb || l.nb.Next != nil || l.nb.mdlChain != &l.mdl || l.mdl.next != nil {
+			c.finish(l)
 			continue
 		}
 		bulk = append(bulk, l)
@@ -227,9 +266,19 @@ func (c *Cache) drop(l *NetBufferList) {
 	// Pairs with the Add in Release: whichever of the two comes last sees
 	// releasedBit alone and finishes the NBL.
 	if l.holds.Add(-holdUnit) == releasedBit {
-		l.holds.Store(0)
+		l.clearHolds()
 		c.finish(l)
 	}
+}
+
+// clearHolds resets holds after the Add that left releasedBit alone: no
+// other goroutine holds l or may take a hold any more (only holders can),
+// and l reaches its next user through the pool, which orders this write
+// before that user's accesses. So a plain store does, where an atomic
+// Store would be a locked exchange (a full barrier) on every release of a
+// referenced or cloned NBL.
+func (l *NetBufferList) clearHolds() {
+	*(*int32)(unsafe.Pointer(&l.holds)) = 0
 }
 
 // finish sends an NBL on its way out: to its originator, back to the pool,

@@ -155,9 +155,12 @@ func tagged(frames [][]byte, vid uint16) [][]byte {
 
 func TestReplayThroughSwitch(t *testing.T) {
 	netns.Require(t, "tcpreplay", "tcpdump")
-	h1, h2, sw, _ := bridgeWith(t, bridgeOpts{})
+	h1, h2, sw, ports := bridgeWith(t, bridgeOpts{})
 	replayAndCapture(t, h1, h2, 300)
 	st := sw.Stats()
+	if t.Failed() {
+		t.Logf("switch %+v; ports %+v / %+v", st.Ports, ports[0].Stats(), ports[1].Stats())
+	}
 	if st.Ports[0].RxPackets < 300 || st.Ports[1].TxPackets < 300 {
 		t.Errorf("switch counters do not show the frames: %+v", st.Ports)
 	}
