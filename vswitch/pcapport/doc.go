@@ -34,14 +34,15 @@
 //
 // # End of input
 //
-// The switch ignores Receive's errors and keeps polling its ports, so the
-// end of a replay is signalled beside Receive:
+// The end of a replay shows in Receive's error, which the switch counts
+// (vswitch.PortStats.RxErrors), and beside it:
 //
 //   - once the input is exhausted, Receive returns the last frames with
 //     io.EOF, and (0, io.EOF) on every later call, which costs nothing;
+//     the switch stops polling a port once it returned io.EOF;
 //   - a corrupt record ends the input the same way, with an error that
 //     matches ErrCorrupt instead of io.EOF, also returned by Err; the frames
-//     before it were delivered;
+//     before it were delivered (the switch counts the error and polls on);
 //   - Done is closed when the input has ended and every frame the port
 //     handed to the switch has come back to it (or when the port closes).
 //
