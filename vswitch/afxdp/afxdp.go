@@ -5,6 +5,7 @@ package afxdp
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/bits"
 	"net"
 	"os"
@@ -114,6 +115,35 @@ type Config struct {
 	// CloseTimeout bounds how long Close waits for the kernel to complete
 	// frames sent zero-copy from this port's UMEM (default 200 ms).
 	CloseTimeout time.Duration
+	// RequireVLAN makes New fail, with an error that wraps
+	// ErrVLANUnsupported, unless the port can recover the 802.1Q tags a
+	// driver hands over out of band (Capabilities().VLAN; see the package
+	// documentation). Without that, a frame of any VLAN whose tag travels
+	// out of band arrives untagged and lands in the port's native VLAN.
+	// With RequireVLAN, a received frame whose tag the XDP program could
+	// not read is dropped (Stats.RxVLANUnknown) instead of delivered.
+	RequireVLAN bool
+	// Logger receives the port's rare events: New warns there when the
+	// port cannot recover out-of-band VLAN tags (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// ErrVLANUnsupported is wrapped by the error New returns when
+// Config.RequireVLAN is set and the port cannot recover out-of-band VLAN
+// tags on this kernel, driver or attach mode. An AF_PACKET port, which
+// reads the tag from the packet's auxiliary data, has no such limit.
+var ErrVLANUnsupported = errors.New("afxdp: out-of-band VLAN tags cannot be recovered")
+
+// Capabilities says what the port's XDP program can do on its interface.
+type Capabilities struct {
+	// VLAN is true when the XDP program reads the 802.1Q tag the driver
+	// holds out of band (bpf_xdp_metadata_rx_vlan_tag) and Receive puts
+	// it in Info.Ieee8021Q. When false, such tags are lost: frames of a
+	// VLAN sent that way arrive untagged. Tags inside the frame's bytes
+	// are kept either way.
+	VLAN bool
+	// VLANReason says why VLAN is false, for a log; empty when it is true.
+	VLANReason string
 }
 
 // Stats are the port's counters. They only grow: the kernel's
@@ -147,6 +177,15 @@ type Stats struct {
 	// Bad counts descriptors the kernel returned that name no frame it
 	// was given (never expected).
 	Bad uint64
+	// RxVLANOffloaded counts received frames whose 802.1Q tag the driver
+	// held out of band and the port put in Info.Ieee8021Q.
+	RxVLANOffloaded uint64
+	// RxVLANUnknown counts received frames whose out-of-band tag could not
+	// be read: the XDP program wrote no metadata, or the kfunc failed
+	// (with another error than "no tag"). They are delivered as their
+	// bytes show them, or, with Config.RequireVLAN, dropped and not
+	// counted in RxPackets. Only a port with Capabilities().VLAN counts.
+	RxVLANUnknown uint64
 
 	// The kernel's XDP_STATISTICS, summed over the port's sockets: frames
 	// dropped (most often for want of a fill-ring entry), invalid
@@ -157,9 +196,10 @@ type Stats struct {
 
 	// Queues is the number of sockets. ZeroCopy is true when they are
 	// bound in zero-copy mode; DriverMode when the XDP program runs in
-	// the driver.
-	Queues               int
-	ZeroCopy, DriverMode bool
+	// the driver; VLAN when it recovers out-of-band VLAN tags
+	// (Capabilities).
+	Queues                     int
+	ZeroCopy, DriverMode, VLAN bool
 }
 
 // ErrClosed is returned by Send on a closed port.
@@ -196,7 +236,8 @@ type Port struct {
 	pool      *nbl.Pool
 	cache     *nbl.Cache
 	zerocopy  bool
-	next      int // the queue Receive starts with
+	vlanMeta  bool // the XDP program writes the VLAN metadata
+	next      int  // the queue Receive starts with
 
 	scratch []uint64
 	txFree  []uint32             // free transmit frames of queue 0 (stack of slab indexes)
@@ -211,6 +252,7 @@ type Port struct {
 	txInFlight                             atomic.Int64
 	txRefused, txErrors, poolEmpty         atomic.Uint64
 	txWakeups, rxWakeups, badDescs         atomic.Uint64
+	rxVLANOffloaded, rxVLANUnknown         atomic.Uint64
 
 	mu     sync.Mutex // serialises Stats's getsockopt with Close
 	closed atomic.Bool
@@ -306,6 +348,12 @@ func pow2(n int) uint32 {
 // XDP program and attaches it to the interface. Errors that mean AF_XDP
 // cannot work here wrap ErrUnsupported (see Available); others are
 // configuration or interface errors.
+//
+// New loads the program that recovers out-of-band VLAN tags when the
+// kernel, the driver and the attach mode allow it, and the plain redirect
+// program otherwise; Capabilities says which, and why. With
+// Config.RequireVLAN it fails instead, with an error that wraps
+// ErrVLANUnsupported, and leaves the interface as it was.
 func New(cfg Config) (*Port, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
@@ -340,6 +388,9 @@ func New(cfg Config) (*Port, error) {
 		if errors.As(err, &ue) {
 			return nil, fmt.Errorf("%w (interface %s)", err, cfg.Interface)
 		}
+		if errors.Is(err, ErrVLANUnsupported) {
+			return nil, err // names the interface
+		}
 		return nil, fmt.Errorf("afxdp: %s: %w", cfg.Interface, err)
 	}
 	total := cfg.RxFrames*len(qids) + cfg.TxFrames
@@ -356,6 +407,10 @@ func New(cfg Config) (*Port, error) {
 	}
 	if p.prog, err = loadProgram(maxQ + 1); err != nil {
 		return fail(err)
+	}
+	p.prog.useVLAN(ifi.Index, cfg.Attach)
+	if !p.prog.vlan && cfg.RequireVLAN {
+		return fail(fmt.Errorf("%w on %s: %w", ErrVLANUnsupported, cfg.Interface, p.prog.noVLAN))
 	}
 	p.queues = make([]queue, len(qids))
 	start := uint64(0)
@@ -424,6 +479,19 @@ func New(cfg Config) (*Port, error) {
 	// Last, so that the first frame redirected finds everything ready.
 	if err := p.prog.attach(ifi.Index, cfg.Attach); err != nil {
 		return fail(err)
+	}
+	p.vlanMeta = p.prog.vlan
+	if !p.vlanMeta {
+		if cfg.RequireVLAN {
+			// No frame has been handed out: fail detaches the program.
+			return fail(fmt.Errorf("%w on %s: %w", ErrVLANUnsupported, cfg.Interface, p.prog.noVLAN))
+		}
+		logger := cfg.Logger
+		if logger == nil {
+			logger = slog.Default()
+		}
+		logger.Warn("afxdp: VLAN tags the driver holds out of band are lost on this port: their frames arrive untagged (use Config.RequireVLAN or an AF_PACKET port where VLANs matter)",
+			"interface", cfg.Interface, "reason", p.prog.noVLAN)
 	}
 	return p, nil
 }
@@ -500,6 +568,18 @@ func (p *Port) AttachMode() AttachMode {
 	return AttachGeneric
 }
 
+// Capabilities reports what the port's XDP program does on this kernel and
+// driver. A port without VLAN loses out-of-band 802.1Q tags: a daemon that
+// switches VLANs should log VLANReason and use an AF_PACKET port, or open
+// the port with Config.RequireVLAN.
+func (p *Port) Capabilities() Capabilities {
+	c := Capabilities{VLAN: p.prog.vlan}
+	if p.prog.noVLAN != nil {
+		c.VLANReason = p.prog.noVLAN.Error()
+	}
+	return c
+}
+
 // Stats returns the port's counters, with the kernel's XDP_STATISTICS.
 func (p *Port) Stats() Stats {
 	p.mu.Lock()
@@ -525,9 +605,10 @@ func (p *Port) Stats() Stats {
 		TxCompleted: p.txCompleted.Load(), TxInFlight: uint64(max(0, p.txInFlight.Load())),
 		TxRefused: p.txRefused.Load(), TxErrors: p.txErrors.Load(), PoolEmpty: p.poolEmpty.Load(),
 		TxWakeups: p.txWakeups.Load(), RxWakeups: p.rxWakeups.Load(), Bad: p.badDescs.Load(),
+		RxVLANOffloaded: p.rxVLANOffloaded.Load(), RxVLANUnknown: p.rxVLANUnknown.Load(),
 		KernelRxDropped: k.Rx_dropped, KernelRxInvalid: k.Rx_invalid_descs, KernelTxInvalid: k.Tx_invalid_descs,
 		KernelRxRingFull: k.Rx_ring_full, KernelFillEmpty: k.Rx_fill_ring_empty_descs, KernelTxEmpty: k.Tx_ring_empty_descs,
-		Queues: len(p.queues), ZeroCopy: p.zerocopy, DriverMode: p.prog.driver,
+		Queues: len(p.queues), ZeroCopy: p.zerocopy, DriverMode: p.prog.driver, VLAN: p.prog.vlan,
 	}
 }
 

@@ -133,3 +133,30 @@ func classify(err error) error {
 	}
 	return err
 }
+
+// VLANAvailable reports whether a port on the interface would recover the
+// 802.1Q tags its driver holds out of band (Capabilities.VLAN), and if
+// not, why, in an error that wraps ErrVLANUnsupported. It checks that the
+// kernel has the bpf_xdp_metadata_rx_vlan_tag kfunc (Linux 6.8 and later),
+// that the driver implements it (the netdev netlink family's
+// xdp-rx-metadata-features), and loads and unloads the device-bound
+// program; it attaches nothing. A port gets the capability only with its
+// program in driver mode: Config.Attach AttachGeneric, or a driver that
+// refuses the program in driver mode, loses it. Errors that mean AF_XDP
+// itself is unavailable wrap ErrUnsupported, as from Available.
+func VLANAvailable(ifname string) error {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return fmt.Errorf("afxdp: interface %q: %w", ifname, err)
+	}
+	p, err := loadProgram(1)
+	if err != nil {
+		return classify(err)
+	}
+	defer p.close()
+	prog, err := loadVLANProgram(p.xsks, ifi.Index)
+	if err != nil {
+		return fmt.Errorf("%w on %s: %w", ErrVLANUnsupported, ifname, err)
+	}
+	return prog.Close()
+}

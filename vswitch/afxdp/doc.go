@@ -18,10 +18,12 @@
 //
 //	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
 //
-// It is written in eBPF assembly with github.com/cilium/ebpf/asm when the
-// port opens (no clang, no object file), loaded with an XSKMAP, and
-// attached with a BPF link (link.AttachXDP) in driver mode, or in generic
-// mode when the driver has no native XDP. A queue with no socket falls
+// (or, where it can, a program that also reads the VLAN tag the driver
+// holds out of band: see below). It is written in eBPF assembly with
+// github.com/cilium/ebpf/asm when the port opens (no clang, no object
+// file), loaded with an XSKMAP, and attached with a BPF link
+// (link.AttachXDP) in driver mode, or in generic mode when the driver has
+// no native XDP. A queue with no socket falls
 // back to XDP_PASS: its frames go on to the kernel's stack. Close detaches
 // the program; the kernel also drops the link if the process dies.
 //
@@ -92,6 +94,61 @@
 //     Frames whose checksums verify are not touched, and on a physical NIC
 //     no partial checksum arrives.
 //
+// # VLAN tags held out of band
+//
+// A sending host may hand a frame's 802.1Q tag to the device beside the
+// frame instead of in its bytes (skb->vlan_tci: what an 802.1Q interface
+// on veth does, and what NICs with receive VLAN offload do). An AF_PACKET
+// port reads that tag from tp_vlan_tci; an XDP program sees only the
+// frame's bytes, and a socket only what the program redirects. Unless the
+// program fetches the tag, the frame arrives untagged: frames of every
+// VLAN land in the port's native VLAN, and frames of VLANs a trunk does
+// not carry are delivered instead of dropped.
+//
+// So where it can, New loads a second program, device-bound to the
+// interface (BPF_F_XDP_DEV_BOUND_ONLY), that calls the XDP RX metadata
+// kfunc bpf_xdp_metadata_rx_vlan_tag and passes its answer to the port
+// in 8 bytes of XDP metadata (bpf_xdp_adjust_meta), which the socket
+// delivers right in front of the frame in the UMEM:
+//
+//	data-8: uint32 0x4e424c00 | flags, host order (1: written,
+//	        2: tagged, 4: the kfunc failed with another error than -ENODATA)
+//	data-4: uint16 TPID, network order (0 without a tag)
+//	data-2: uint16 TCI, host order (0 without a tag)
+//
+// Receive reads it and fills Info.Ieee8021Q (VlanID, Priority, CFI,
+// Present, TPID) as an AF_PACKET port does, and counts the frames
+// (Stats.RxVLANOffloaded). The word tells "no tag" from "tag unknown":
+// a frame whose word is missing or says the kfunc failed is counted in
+// Stats.RxVLANUnknown, and delivered as its bytes show it, or dropped
+// with Config.RequireVLAN. Before a frame goes back to the fill ring the
+// port zeroes the word, so that none outlives its frame. The kernel turns
+// the kfunc into a call of the driver's own function when it loads the
+// device-bound program: one call per frame.
+//
+// This needs Linux 6.8 or later with kernel BTF (the kfunc is resolved in
+// /sys/kernel/btf/vmlinux), a driver that implements the kfunc (the
+// netdev netlink family's xdp-rx-metadata-features lists vlan-tag; veth
+// does), and the program in driver mode: generic mode takes no
+// device-bound program. Where any is missing, New
+// falls back to the plain program and out-of-band tags are LOST (tags in
+// the frame's bytes still arrive); New logs a warning (Config.Logger),
+// Capabilities().VLAN is false and VLANReason says why. VLANAvailable checks an
+// interface beforehand. A port that switches VLANs should set
+// Config.RequireVLAN, which makes New fail with ErrVLANUnsupported
+// instead; the caller can then open an AF_PACKET port. There is no way
+// to spot such a frame after the fact: without the kfunc, an untagged
+// frame and one whose tag was lost look the same.
+//
+// Measured on Linux 6.18 with veth: the kfunc is in vmlinux, veth's
+// xdp-rx-metadata-features are 0x7 (timestamp, hash, vlan-tag), the
+// verifier refuses the kfunc in a program that is not device-bound
+// ("metadata kfuncs require device-bound program"), attaching the
+// device-bound program in generic mode or to another interface fails
+// (EINVAL), BPF_PROG_TEST_RUN refuses it (EINVAL), and a veth given a tag
+// with bpf_skb_vlan_push on its peer hands it to the kfunc with its TPID
+// (0x8100 or 0x88a8), PCP, DEI and VID (TestVLANTrunk, TestVLANOutOfBand).
+//
 // Without multi-buffer support a received frame must fit FrameSize-256
 // bytes, and a transmitted one FrameSize bytes and the MTU; larger frames
 // are dropped by the kernel on receive (KernelRxDropped) and refused on
@@ -100,7 +157,8 @@
 // # Requirements
 //
 // Linux 5.9 or later (BPF links for XDP; the XDP_PASS fallback of
-// bpf_redirect_map needs 5.3, XDP_USE_NEED_WAKEUP 5.4), built with
+// bpf_redirect_map needs 5.3, XDP_USE_NEED_WAKEUP 5.4; out-of-band VLAN
+// tags need 6.8, see above), built with
 // CONFIG_XDP_SOCKETS and CONFIG_BPF_SYSCALL, and a process with
 // CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF (or CAP_SYS_ADMIN), such as root.
 // Available(ifname) checks all of this without touching the interface and

@@ -3,6 +3,7 @@
 package afxdp
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"golang.org/x/sys/unix"
@@ -37,6 +38,11 @@ func (p *Port) refill(q *queue) {
 			break
 		}
 		for _, g := range p.scratch[:n] {
+			if p.vlanMeta {
+				// No metadata word survives into the frame's next use:
+				// only the XDP program can write one there.
+				clear(p.slab.Frame(int(g))[rxHeadroom-metaSize : rxHeadroom-metaSize+4])
+			}
 			f.addrs[f.local&f.mask] = (g - q.start) << p.shift
 			f.local++
 		}
@@ -53,15 +59,44 @@ func (p *Port) refill(q *queue) {
 	}
 }
 
+// rxHeadroom is where the kernel puts a received frame in its UMEM frame
+// (XDP_PACKET_HEADROOM, the socket's UMEM has no headroom of its own).
+const rxHeadroom = 256
+
+// vlanTag reads the VLAN metadata the XDP program wrote in front of a
+// received frame that starts at off in its UMEM frame. ok is false when
+// there is none, or the kfunc failed: the tag is unknown.
+func vlanTag(frame []byte, off uint64) (tag nbl.Ieee8021QInfo, ok bool) {
+	if off < metaSize {
+		return tag, false
+	}
+	m := frame[off-metaSize : off]
+	switch binary.NativeEndian.Uint32(m) {
+	case metaNoTag:
+		return tag, true
+	case metaTag:
+		tci := binary.NativeEndian.Uint16(m[6:])
+		tpid := binary.BigEndian.Uint16(m[4:])
+		if tpid == 0 {
+			tpid = 0x8100
+		}
+		return nbl.Ieee8021QInfo{VlanID: tci & 0xFFF, Priority: uint8(tci >> 13), CFI: tci&0x1000 != 0, Present: true, TPID: tpid}, true
+	}
+	return tag, false
+}
+
 // Receive implements vswitch.Port: it hands out the frames of the RX rings
 // as NBLs over their UMEM frames, with the XDP headroom in front of each
-// as backfill. Queues take turns at being first.
+// as backfill. Queues take turns at being first. With the VLAN program, a
+// tag the driver held out of band goes into Info.Ieee8021Q, as an
+// AF_PACKET port does with tp_vlan_tci; a frame whose tag is unknown is
+// counted, and dropped with Config.RequireVLAN.
 func (p *Port) Receive(out []*nbl.NetBufferList) (int, error) {
 	if p.closed.Load() {
 		return 0, nil
 	}
 	n := 0
-	var bytes uint64
+	var bytes, offloaded, unknown uint64
 	nq := len(p.queues)
 	first := p.next
 	p.next++
@@ -80,7 +115,7 @@ func (p *Port) Receive(out []*nbl.NetBufferList) (int, error) {
 		if avail == 0 {
 			continue
 		}
-		took := 0
+		took, used := 0, 0
 		for range avail {
 			d := r.descs[r.local&r.mask]
 			local := d.Addr >> p.shift
@@ -90,10 +125,30 @@ func (p *Port) Receive(out []*nbl.NetBufferList) (int, error) {
 				// validates what it writes, so this does not happen.
 				p.badDescs.Add(1)
 				r.local++
+				used++
 				continue
 			}
 			g := q.start + local
 			frame := p.slab.Frame(int(g))
+			var tag nbl.Ieee8021QInfo
+			if p.vlanMeta {
+				var ok bool
+				if tag, ok = vlanTag(frame, off); !ok {
+					unknown++
+					if p.cfg.RequireVLAN {
+						// Its VLAN is unknown: back to the fill ring
+						// at the next refill, never delivered.
+						if !q.returned.Enqueue(g) {
+							p.badDescs.Add(1)
+						}
+						r.local++
+						used++
+						continue
+					}
+				} else if tag.Present {
+					offloaded++
+				}
+			}
 			l, err := p.cache.AllocateAround(frame[:off+uint64(d.Len)], int(off), int(d.Len))
 			if err != nil {
 				p.poolEmpty.Add(1)
@@ -102,23 +157,31 @@ func (p *Port) Receive(out []*nbl.NetBufferList) (int, error) {
 			if !p.cfg.NoChecksumFix && fixPartialChecksum(frame[off:off+uint64(d.Len)]) {
 				p.rxFixed.Add(1)
 			}
+			l.Info.Ieee8021Q = tag
 			l.Originator = p
 			l.OriginatorContext = g
 			out[n] = l
 			n++
 			took++
+			used++
 			bytes += uint64(d.Len)
 			r.local++
 		}
 		r.publishConsumer()
 		q.received.Add(uint64(took))
-		if took < avail {
+		if used < avail {
 			break // the pool ran dry
 		}
 	}
 	if n > 0 {
 		p.rxPackets.Add(uint64(n))
 		p.rxBytes.Add(bytes)
+	}
+	if offloaded > 0 {
+		p.rxVLANOffloaded.Add(offloaded)
+	}
+	if unknown > 0 {
+		p.rxVLANUnknown.Add(unknown)
 	}
 	return n, nil
 }
