@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -414,37 +413,21 @@ func (r *rig) close() vswitch.Stats {
 
 // ---- counters ----
 
-// totals are the switch's counters summed over its ports and the
-// unknown-port slot.
+// totals are ledger.Totals under the names the tests here use.
 type totals struct {
 	rx, injected, tx, absorbed, dropped uint64
 	drops                               [vswitch.NumDropReasons]uint64
 }
 
+// sum adds up the switch's counters over its ports and the unknown-port
+// slot (ledger.Sum).
 func sum(st vswitch.Stats) totals {
-	var t totals
-	for _, p := range append(append([]vswitch.PortStats(nil), st.Ports...), st.Unknown) {
-		t.rx += p.RxPackets
-		t.injected += p.Injected
-		t.tx += p.TxPackets
-		t.absorbed += p.Absorbed
-		t.dropped += p.Dropped()
-		for r, n := range p.Drops {
-			t.drops[r] += n
-		}
-	}
-	return t
+	s := ledger.Sum(st)
+	return totals{s.Rx, s.Injected, s.Tx, s.Absorbed, s.Dropped, s.Drops}
 }
 
 func (t totals) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "rx %d injected %d tx %d absorbed %d dropped %d", t.rx, t.injected, t.tx, t.absorbed, t.dropped)
-	for r, n := range t.drops {
-		if n != 0 {
-			fmt.Fprintf(&b, " %v=%d", vswitch.DropReason(r), n)
-		}
-	}
-	return b.String()
+	return ledger.Totals{Rx: t.rx, Injected: t.injected, Tx: t.tx, Absorbed: t.absorbed, Dropped: t.dropped, Drops: t.drops}.String()
 }
 
 // checkConservation checks that every frame that entered the switch

@@ -3,12 +3,8 @@
 package afpacket_test
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -17,16 +13,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
 	"golang.org/x/sys/unix"
 
-	"github.com/nblpipe/nblpipe/inject"
+	"github.com/nblpipe/nblpipe/internal/clients"
 	"github.com/nblpipe/nblpipe/internal/netns"
 	"github.com/nblpipe/nblpipe/nbl"
 	"github.com/nblpipe/nblpipe/vswitch"
@@ -198,266 +189,27 @@ func (s *sender) send(p *afpacket.Port, n int) (int, error) {
 	return sent, err
 }
 
-// ---- switches between namespace hosts ----
+// ---- a switch between namespace hosts ----
 
-type bridgeOpts struct {
-	ports     [2]vswitch.PortConfig
-	switchCfg func(*vswitch.Config)
-	setup     func(t *testing.T, sw *vswitch.Switch, st *inject.Stack)
-	portCfg   afpacket.Config
-}
-
-// bridgeWith makes two hosts and a switch whose two AF_PACKET ports own
-// the hosts' veth peers, configured by o.
-func bridgeWith(t *testing.T, o bridgeOpts) (h1, h2 *netns.Host, sw *vswitch.Switch, ports [2]*afpacket.Port) {
+// bridge makes two hosts (10.78.0.1 and .2, IPv6 off) and a switch whose
+// two AF_PACKET ports, configured by port, own the hosts' veth peers; o
+// configures the switch.
+func bridge(t *testing.T, port afpacket.Config, o clients.Options) (h1, h2 *netns.Host, sw *vswitch.Switch, ports [2]*afpacket.Port) {
 	t.Helper()
 	netns.Require(t, "ping", "sysctl")
 	h1 = netns.NewHost(t, "10.78.0.1/24")
 	h2 = netns.NewHost(t, "10.78.0.2/24")
 	quiet(t, h1)
 	quiet(t, h2)
-	st := inject.NewStack()
-	st.Start()
-	id, _ := inject.ParseGUID("0a0a0a0a-1111-2222-3333-444444444445")
-	cfg := vswitch.Config{ID: id, Stack: st, Workers: 1}
-	if o.switchCfg != nil {
-		o.switchCfg(&cfg)
-	}
-	var err error
-	sw, err = vswitch.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, h := range []*netns.Host{h1, h2} {
-		pc := o.portCfg
-		pc.Interface = h.Peer
-		p, err := afpacket.New(pc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = p
-		c := o.ports[i]
-		c.ID, c.Name = uint32(i+1), h.Peer
-		if err := sw.AddPort(p, c); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if o.setup != nil {
-		o.setup(t, sw, st)
-	}
-	if err := sw.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := sw.CloseContext(ctx); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	})
-	return h1, h2, sw, ports
+	sw, ps := clients.Switch(t, o, func(h *netns.Host) (*afpacket.Port, error) {
+		c := port
+		c.Interface = h.Peer
+		return afpacket.New(c)
+	}, h1, h2)
+	return h1, h2, sw, [2]*afpacket.Port(ps)
 }
 
-// ---- pcap files, tcpreplay and tcpdump ----
-
-// udpFrames builds n Ethernet/IPv4/UDP frames from src to dst, each with a
-// distinct payload that starts with its index; srcMAC, if not nil, gives
-// each frame's source MAC instead.
-func udpFrames(t *testing.T, n int, srcMAC, dstMAC net.HardwareAddr, srcIP, dstIP string, port uint16, macOf func(i int) net.HardwareAddr) [][]byte {
-	t.Helper()
-	frames := make([][]byte, n)
-	for i := range frames {
-		smac := srcMAC
-		if macOf != nil {
-			smac = macOf(i)
-		}
-		eth := &layers.Ethernet{SrcMAC: smac, DstMAC: dstMAC, EthernetType: layers.EthernetTypeIPv4}
-		ip := &layers.IPv4{Version: 4, TTL: 64, Id: uint16(i), Protocol: layers.IPProtocolUDP,
-			SrcIP: net.ParseIP(srcIP).To4(), DstIP: net.ParseIP(dstIP).To4()}
-		udp := &layers.UDP{SrcPort: 40000, DstPort: layers.UDPPort(port)}
-		if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
-			t.Fatal(err)
-		}
-		payload := make([]byte, 32+i%200)
-		binary.BigEndian.PutUint32(payload, uint32(i))
-		for j := 4; j < len(payload); j++ {
-			payload[j] = byte(i*31 + j)
-		}
-		buf := gopacket.NewSerializeBuffer()
-		if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, udp, gopacket.Payload(payload)); err != nil {
-			t.Fatal(err)
-		}
-		frames[i] = append([]byte(nil), buf.Bytes()...)
-	}
-	return frames
-}
-
-// writePcap writes frames to a pcap file in dir and returns its path.
-func writePcap(t *testing.T, dir, name string, frames [][]byte) string {
-	t.Helper()
-	path := filepath.Join(dir, name)
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	w := pcapgo.NewWriter(f)
-	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
-		t.Fatal(err)
-	}
-	ts := time.Unix(1700000000, 0)
-	for i, fr := range frames {
-		ci := gopacket.CaptureInfo{Timestamp: ts.Add(time.Duration(i) * time.Millisecond), CaptureLength: len(fr), Length: len(fr)}
-		if err := w.WritePacket(ci, fr); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return path
-}
-
-// readPcap returns the frames of a pcap file.
-func readPcap(t *testing.T, path string) [][]byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	var out [][]byte
-	for {
-		d, _, err := r.ReadPacketData()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			// tcpdump stopped by a signal may leave a last record cut short.
-			t.Logf("%s: %v after %d frames", path, err, len(out))
-			return out
-		}
-		out = append(out, append([]byte(nil), d...))
-	}
-}
-
-// replay sends a pcap file into ifname inside ns with tcpreplay at pps
-// frames per second, and returns tcpreplay's output.
-func replay(t *testing.T, ns, ifname, path string, pps int) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "tcpreplay", "-i", ifname, "--pps="+strconv.Itoa(pps), path).CombinedOutput()
-	if err != nil {
-		t.Fatalf("tcpreplay: %v\n%s", err, out)
-	}
-	return string(out)
-}
-
-// capture is a running tcpdump inside a namespace, writing to a pcap file.
-type capture struct {
-	cmd  *exec.Cmd
-	path string
-	done chan error
-}
-
-// startCapture runs tcpdump on ifname inside ns with a capture filter and
-// returns once it listens. The capture is stopped at cleanup if the test
-// did not stop it.
-func startCapture(t *testing.T, ns, ifname, filter string) *capture {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "capture.pcap")
-	args := []string{"netns", "exec", ns, "tcpdump", "--immediate-mode", "-i", ifname, "-Q", "in", "-U", "-n", "-s", "0", "-Z", "root", "-w", path}
-	args = append(args, strings.Fields(filter)...)
-	cmd := exec.Command("ip", args...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &capture{cmd: cmd, path: path, done: make(chan error, 1)}
-	ready := make(chan struct{})
-	var log bytes.Buffer
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		once := false
-		for sc.Scan() {
-			log.WriteString(sc.Text() + "\n")
-			if !once && strings.Contains(sc.Text(), "listening on") {
-				once = true
-				close(ready)
-			}
-		}
-		c.done <- cmd.Wait()
-	}()
-	t.Cleanup(func() { c.stop() })
-	select {
-	case <-ready:
-	case err := <-c.done:
-		c.done <- err
-		t.Fatalf("tcpdump ended before listening: %v\n%s", err, log.String())
-	case <-time.After(10 * time.Second):
-		t.Fatalf("tcpdump not listening after 10 s\n%s", log.String())
-	}
-	return c
-}
-
-// stop ends tcpdump (SIGINT, which makes it flush) and waits for it, for
-// at most 5 s before it is killed.
-func (c *capture) stop() {
-	if c.cmd.ProcessState != nil || c.done == nil {
-		return
-	}
-	_ = c.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case err := <-c.done:
-		c.done = nil
-		_ = err
-	case <-time.After(5 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.done
-		c.done = nil
-	}
-}
-
-// waitFrames stops the capture once it holds at least n frames (or after
-// timeout), after a short grace for late duplicates, and returns them.
-func (c *capture) waitFrames(t *testing.T, n int, timeout time.Duration) [][]byte {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if st, err := os.Stat(c.path); err == nil && st.Size() > 24 && countPcap(c.path) >= n {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	time.Sleep(300 * time.Millisecond)
-	c.stop()
-	return readPcap(t, c.path)
-}
-
-// countPcap counts the complete records of a pcap file being written.
-func countPcap(path string) int {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for {
-		if _, _, err := r.ReadPacketData(); err != nil {
-			return n
-		}
-		n++
-	}
-}
+// ---- ping ----
 
 var rttRe = regexp.MustCompile(`rtt min/avg/max/mdev = ([0-9.]+)/([0-9.]+)/([0-9.]+)/([0-9.]+) ms`)
 

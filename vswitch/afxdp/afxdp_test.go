@@ -18,7 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/nblpipe/nblpipe/inject"
+	"github.com/nblpipe/nblpipe/internal/clients"
 	"github.com/nblpipe/nblpipe/internal/netns"
 	"github.com/nblpipe/nblpipe/nbl"
 	"github.com/nblpipe/nblpipe/vswitch"
@@ -67,59 +67,38 @@ func requireXDP(t *testing.T, ifname string) {
 	}
 }
 
-// bridge makes two hosts in their own namespaces and a switch whose two
-// AF_XDP ports own the hosts' veth peers.
-func bridge(t *testing.T, cfg afxdp.Config) (h1, h2 *netns.Host, sw *vswitch.Switch, ports [2]*afxdp.Port) {
+// bridge makes two hosts (10.79.0.1 and .2) and a switch whose two AF_XDP
+// ports, configured by port, own the hosts' veth peers; o configures the
+// switch.
+func bridge(t *testing.T, port afxdp.Config, o clients.Options) (h1, h2 *netns.Host, sw *vswitch.Switch, ports [2]*afxdp.Port) {
 	t.Helper()
 	netns.Require(t, "ping")
 	h1 = netns.NewHost(t, "10.79.0.1/24")
 	h2 = netns.NewHost(t, "10.79.0.2/24")
-	sw, ports = switchHosts(t, cfg, h1, h2)
+	sw, ports = switchHosts(t, port, o, h1, h2)
 	return h1, h2, sw, ports
 }
 
-// switchHosts makes a switch with an AF_XDP port on each host's veth peer.
-func switchHosts(t *testing.T, cfg afxdp.Config, h1, h2 *netns.Host) (sw *vswitch.Switch, ports [2]*afxdp.Port) {
+// switchHosts makes a switch with an AF_XDP port on each host's veth peer
+// (see clients.Switch). At cleanup, once the switch closed, every
+// descriptor must be back in its port's pool.
+func switchHosts(t *testing.T, port afxdp.Config, o clients.Options, h1, h2 *netns.Host) (*vswitch.Switch, [2]*afxdp.Port) {
 	t.Helper()
 	requireXDP(t, h1.Peer)
-	st := inject.NewStack()
-	st.Start()
-	id, _ := inject.ParseGUID("0a0a0a0a-1111-2222-3333-555555555555")
-	var err error
-	sw, err = vswitch.New(vswitch.Config{ID: id, Stack: st, Workers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, h := range []*netns.Host{h1, h2} {
-		c := cfg
-		c.Interface = h.Peer
-		p, err := afxdp.New(c)
-		if err != nil {
-			sw.Close()
-			t.Fatal(err)
-		}
-		ports[i] = p
-		if err := sw.AddPort(p, vswitch.PortConfig{ID: uint32(i + 1), Name: h.Peer}); err != nil {
-			sw.Close()
-			t.Fatal(err)
-		}
-	}
-	if err := sw.Start(); err != nil {
-		sw.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := sw.CloseContext(ctx); err != nil {
-			t.Errorf("close: %v", err)
-		}
+	var ports [2]*afxdp.Port
+	t.Cleanup(func() { // registered first: runs after the switch closed
 		for i, p := range ports {
-			if !p.Pool().Full() {
+			if p != nil && !p.Pool().Full() {
 				t.Errorf("port %d: %d descriptors not back in the pool after close", i, p.Pool().InUse())
 			}
 		}
 	})
+	sw, ps := clients.Switch(t, o, func(h *netns.Host) (*afxdp.Port, error) {
+		c := port
+		c.Interface = h.Peer
+		return afxdp.New(c)
+	}, h1, h2)
+	ports = [2]*afxdp.Port(ps)
 	t.Logf("ports bound in %s mode, program attached in %s mode", ports[0].Mode(), ports[0].AttachMode())
 	return sw, ports
 }
@@ -129,22 +108,11 @@ func switchHosts(t *testing.T, cfg afxdp.Config, h1, h2 *netns.Host) (sw *vswitc
 func TestPingThroughSwitch(t *testing.T) {
 	for _, mode := range []afxdp.AttachMode{afxdp.AttachDriver, afxdp.AttachGeneric} {
 		t.Run(mode.String(), func(t *testing.T) {
-			h1, _, sw, ports := bridge(t, afxdp.Config{Attach: mode})
+			h1, h2, sw, ports := bridge(t, afxdp.Config{Attach: mode}, clients.Options{})
 			if got := ports[0].AttachMode(); got != mode {
 				t.Fatalf("attached in %s mode, asked for %s", got, mode)
 			}
-			out, err := netns.Exec(h1.NS, "ping", "-c", "5", "-i", "0.2", "-W", "2", "10.79.0.2")
-			if err != nil {
-				t.Fatalf("ping through the switch failed: %v\n%s", err, out)
-			}
-			if !strings.Contains(out, " 0% packet loss") {
-				t.Fatalf("ping lost packets through the switch:\n%s", out)
-			}
-			t.Logf("%s", lastLine(out))
-			st := sw.Stats()
-			if st.Ports[0].RxPackets < 5 || st.Ports[1].TxPackets < 5 {
-				t.Errorf("switch stats do not show the pings: %+v", st.Ports)
-			}
+			t.Logf("%s", clients.CheckPing(t, sw, h1, h2, 5))
 			for i, p := range ports {
 				s := p.Stats()
 				if s.TxErrors != 0 || s.Bad != 0 || s.TxCompleted != s.TxPackets-s.TxInFlight {
@@ -157,73 +125,23 @@ func TestPingThroughSwitch(t *testing.T) {
 
 func TestIperf3TCPThroughSwitch(t *testing.T) {
 	netns.Require(t, "iperf3")
-	h1, h2, _, ports := bridge(t, afxdp.Config{})
-	srv := exec.Command("ip", "netns", "exec", h2.NS, "iperf3", "-s", "-1", "-B", "10.79.0.2")
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
-	time.Sleep(300 * time.Millisecond)
-	out, err := netns.Exec(h1.NS, "iperf3", "-c", "10.79.0.2", "-t", "3", "-f", "g", "--connect-timeout", "3000")
-	if err != nil {
-		t.Fatalf("iperf3 through the switch failed: %v\n%s", err, out)
-	}
-	var summary string
-	for _, l := range strings.Split(out, "\n") {
-		if strings.Contains(l, "receiver") {
-			summary = strings.TrimSpace(l)
-		}
-	}
-	if summary == "" {
-		t.Fatalf("no iperf3 receiver summary:\n%s", out)
-	}
-	t.Logf("iperf3 TCP through two AF_XDP ports: %s", summary)
+	h1, h2, _, ports := bridge(t, afxdp.Config{}, clients.Options{})
+	t.Logf("iperf3 TCP through two AF_XDP ports: %s", clients.Iperf3(t, h1, h2, 3))
 	for i, p := range ports {
 		t.Logf("port %d: %+v", i, p.Stats())
 	}
 }
 
-func lastLine(s string) string {
-	l := strings.Split(strings.TrimSpace(s), "\n")
-	return l[len(l)-1]
-}
-
 // TestBurstArrivesExactlyOnce sends numbered raw frames from one host in
 // bursts and checks that the other host receives each exactly once, intact.
 func TestBurstArrivesExactlyOnce(t *testing.T) {
-	h1, h2, sw, ports := bridge(t, afxdp.Config{})
+	h1, h2, sw, ports := bridge(t, afxdp.Config{}, clients.Options{})
 	tx := openRaw(t, h1.NS, h1.If)
 	rx := openRaw(t, h2.NS, h2.If)
 	dst, _ := parseMAC(h2.MAC)
 	const bursts, per, size = 32, 128, 200
 	const total = bursts * per
-	seen := make([]int, total)
-	var got, bad atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		b := make([]byte, 2048)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			n, err := rx.recv(b)
-			if err != nil || n == 0 {
-				continue
-			}
-			seq, ok := checkFrame(b[:n])
-			if !ok || seq >= total || n != size {
-				bad.Add(1)
-				continue
-			}
-			seen[seq]++
-			got.Add(1)
-		}
-	}()
+	c := countFrames(t, rx, total, size)
 	b := make([]byte, size)
 	for i := range bursts {
 		for j := range per {
@@ -232,36 +150,86 @@ func TestBurstArrivesExactlyOnce(t *testing.T) {
 			}
 		}
 		// Let the receiver catch up before the next burst (bounded).
-		deadline := time.Now().Add(2 * time.Second)
-		for got.Load() < int64((i+1)*per) && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
+		c.wait((i+1)*per, 2*time.Second, time.Millisecond)
 	}
-	deadline := time.Now().Add(time.Second)
-	for got.Load() < total && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond) // a duplicate would come now
-	close(stop)
-	wg.Wait()
-	missing, dup := 0, 0
-	for _, c := range seen {
-		switch {
-		case c == 0:
-			missing++
-		case c > 1:
-			dup += c - 1
-		}
-	}
+	c.wait(total, time.Second, 5*time.Millisecond)
+	missing, dup, bad := c.finish()
 	st := sw.Stats()
-	if missing != 0 || dup != 0 || bad.Load() != 0 {
+	if missing != 0 || dup != 0 || bad != 0 {
 		t.Errorf("of %d frames: %d missing, %d duplicates, %d malformed; switch %+v; ports %+v / %+v",
-			total, missing, dup, bad.Load(), st.Ports, ports[0].Stats(), ports[1].Stats())
+			total, missing, dup, bad, st.Ports, ports[0].Stats(), ports[1].Stats())
 	}
 	if st.Ports[0].RxPackets < total {
 		t.Errorf("port 1 received %d frames, want at least %d", st.Ports[0].RxPackets, total)
 	}
 	t.Logf("%d frames in %d bursts arrived once each", total, bursts)
+}
+
+// counter receives frames on a raw socket on its own goroutine, until
+// finished or the test ends, and counts the intact test frames of size
+// bytes by sequence number (below total); any other frame is bad.
+type counter struct {
+	seen     []int // read once finished
+	got, bad atomic.Int64
+	stop     chan struct{}
+	once     sync.Once
+	wg       sync.WaitGroup
+}
+
+func countFrames(t *testing.T, r *rawSocket, total, size int) *counter {
+	c := &counter{seen: make([]int, total), stop: make(chan struct{})}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		b := make([]byte, 2048)
+		for {
+			select {
+			case <-c.stop:
+				return
+			default:
+			}
+			n, err := r.recv(b)
+			if err != nil || n == 0 {
+				continue
+			}
+			if seq, ok := checkFrame(b[:n]); ok && int(seq) < total && n == size {
+				c.seen[seq]++
+				c.got.Add(1)
+			} else {
+				c.bad.Add(1)
+			}
+		}
+	}()
+	t.Cleanup(c.halt) // before r closes
+	return c
+}
+
+// wait waits until n frames came, polling every poll, for at most timeout.
+func (c *counter) wait(n int, timeout, poll time.Duration) {
+	for deadline := time.Now().Add(timeout); c.got.Load() < int64(n) && time.Now().Before(deadline); {
+		time.Sleep(poll)
+	}
+}
+
+func (c *counter) halt() {
+	c.once.Do(func() { close(c.stop) })
+	c.wg.Wait()
+}
+
+// finish gives a late duplicate 50 ms to come, stops the receiver, and
+// returns how many frames did not come, how many came more than once
+// (beyond the first), and how many bad frames came.
+func (c *counter) finish() (missing, dup int, bad int64) {
+	time.Sleep(50 * time.Millisecond)
+	c.halt()
+	for _, k := range c.seen {
+		if k == 0 {
+			missing++
+		} else {
+			dup += k - 1
+		}
+	}
+	return missing, dup, c.bad.Load()
 }
 
 // TestMultiQueue switches between hosts whose veth pairs have two queues:
@@ -274,39 +242,14 @@ func TestMultiQueue(t *testing.T) {
 	}
 	h1 := multiQueueHost(t, "10.79.1.1/24", 2)
 	h2 := multiQueueHost(t, "10.79.1.2/24", 2)
-	sw, ports := switchHosts(t, afxdp.Config{RxFrames: 512, TxFrames: 512, RingSize: 512}, h1, h2)
+	sw, ports := switchHosts(t, afxdp.Config{RxFrames: 512, TxFrames: 512, RingSize: 512}, clients.Options{}, h1, h2)
 	if q := ports[0].Queues(); len(q) != 2 || q[0] != 0 || q[1] != 1 {
 		t.Fatalf("port serves queues %v, want [0 1]", q)
 	}
 	dst, _ := parseMAC(h2.MAC)
 	rx := openRaw(t, h2.NS, h2.If)
 	const per, size = 1000, 100
-	seen := make([]int, 2*per)
-	var got, bad atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		b := make([]byte, 2048)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			n, err := rx.recv(b)
-			if err != nil || n == 0 {
-				continue
-			}
-			if seq, ok := checkFrame(b[:n]); ok && int(seq) < len(seen) && n == size {
-				seen[seq]++
-				got.Add(1)
-			} else {
-				bad.Add(1)
-			}
-		}
-	}()
+	c := countFrames(t, rx, 2*per, size)
 	var errs []<-chan error
 	for cpu := range 2 {
 		errs = append(errs, pinnedSender(t, openRaw(t, h1.NS, h1.If), cpu, dst, uint32(cpu*per), per, size))
@@ -316,25 +259,12 @@ func TestMultiQueue(t *testing.T) {
 			t.Errorf("sender: %v", err)
 		}
 	}
-	deadline := time.Now().Add(3 * time.Second)
-	for got.Load() < 2*per && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	missing, dup := 0, 0
-	for _, c := range seen {
-		if c == 0 {
-			missing++
-		} else if c > 1 {
-			dup += c - 1
-		}
-	}
+	c.wait(2*per, 3*time.Second, 5*time.Millisecond)
+	missing, dup, bad := c.finish()
 	byQueue := ports[0].RxByQueue()
 	t.Logf("frames received by queue on the first port: %v", byQueue)
-	if missing != 0 || dup != 0 || bad.Load() != 0 {
-		t.Errorf("of %d frames: %d missing, %d duplicates, %d malformed; switch %+v; port %+v", 2*per, missing, dup, bad.Load(), sw.Stats().Ports, ports[0].Stats())
+	if missing != 0 || dup != 0 || bad != 0 {
+		t.Errorf("of %d frames: %d missing, %d duplicates, %d malformed; switch %+v; port %+v", 2*per, missing, dup, bad, sw.Stats().Ports, ports[0].Stats())
 	}
 	if byQueue[0] < per/2 || byQueue[1] < per/2 {
 		t.Errorf("frames sent from two CPUs did not arrive on both queues: %v", byQueue)
@@ -345,7 +275,7 @@ func TestMultiQueue(t *testing.T) {
 // they can: Close returns, every NBL is back in its pool, and the switch's
 // counters balance.
 func TestCloseUnderTraffic(t *testing.T) {
-	h1, h2, sw, ports := bridge(t, afxdp.Config{})
+	h1, h2, sw, ports := bridge(t, afxdp.Config{}, clients.Options{})
 	m1, _ := parseMAC(h1.MAC)
 	m2, _ := parseMAC(h2.MAC)
 	stop := make(chan struct{})

@@ -8,12 +8,12 @@ import (
 	"net"
 	"runtime"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nblpipe/nblpipe/internal/clients"
 	"github.com/nblpipe/nblpipe/internal/netns"
 )
 
@@ -172,16 +172,7 @@ func multiQueueHost(t *testing.T, addr string, queues int) *netns.Host {
 			t.Fatal(err)
 		}
 	}
-	out, err := netns.Run("-n", h.NS, "-o", "link", "show", h.If)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := strings.Fields(out)
-	for i, w := range f {
-		if w == "link/ether" && i+1 < len(f) {
-			h.MAC = f[i+1]
-		}
-	}
+	h.MAC = clients.LinkMAC(t, h.NS, h.If)
 	return h
 }
 
