@@ -12,7 +12,7 @@ import (
 // beyond their share.
 type fdb struct {
 	keys    []atomic.Uint64 // (vlan<<48 | mac) + 1; 0 = empty
-	vals    []atomic.Uint64 // port index << 32 | last seen (seconds)
+	vals    []atomic.Uint64 // fdbValid | port index << 32 | last seen (seconds); 0 while not valid
 	mask    uint64
 	probe   int
 	limits  []int64 // per port
@@ -24,6 +24,17 @@ type fdb struct {
 }
 
 const fdbProbe = 8
+
+// fdbValid marks a value as the entry's: a slot's key and value are two
+// words, written one after the other. Whoever takes a slot first clears
+// its value (so that a reader of the new key never sees the previous
+// station's port, nor a zero that reads as port 0), then sets the key, then
+// the value with this bit. A reader that finds the key with a value
+// without it treats the address as unknown (the frame floods) until the
+// value lands.
+const fdbValid = 1 << 63
+
+func fdbPort(v uint64) int { return int(v >> 32 & 0x7FFFFFFF) }
 
 // newFDB makes a table of size entries (rounded up to a power of two) for
 // len(limits) ports, port i owning at most limits[i] entries.
@@ -65,10 +76,10 @@ func (t *fdb) lookup(vlan uint16, mac []byte, now uint32) int {
 		switch t.keys[j].Load() {
 		case k:
 			v := t.vals[j].Load()
-			if now-uint32(v) > t.ageing {
+			if v&fdbValid == 0 || now-uint32(v) > t.ageing {
 				return -1
 			}
-			return int(v >> 32)
+			return fdbPort(v)
 		case 0:
 			return -1
 		}
@@ -91,14 +102,17 @@ const (
 func (t *fdb) learn(vlan uint16, mac []byte, port int, now uint32) learnResult {
 	k := fdbKey(vlan, mac)
 	h := fdbHash(k)
-	want := uint64(port)<<32 | uint64(now)
+	want := fdbValid | uint64(port)<<32 | uint64(now)
 	free := -1
 	for i := 0; i < t.probe; i++ {
 		j := (h + uint64(i)) & t.mask
 		kj := t.keys[j].Load()
 		if kj == k {
 			v := t.vals[j].Load()
-			old := int(v >> 32)
+			if v&fdbValid == 0 {
+				return learnKnown // another worker is inserting it right now
+			}
+			old := fdbPort(v)
 			if old == port {
 				if now-uint32(v) < 1 {
 					return learnKnown
@@ -121,8 +135,11 @@ func (t *fdb) learn(vlan uint16, mac []byte, port int, now uint32) learnResult {
 			t.gen.Add(1)
 			return learnUpdated
 		}
-		if free < 0 && (kj == 0 || now-uint32(t.vals[j].Load()) > t.ageing) {
-			free = int(j)
+		if free < 0 {
+			// Empty, or an entry aged out (not one being inserted).
+			if v := t.vals[j].Load(); kj == 0 || v&fdbValid != 0 && now-uint32(v) > t.ageing {
+				free = int(j)
+			}
 		}
 		if kj == 0 {
 			break
@@ -137,14 +154,18 @@ func (t *fdb) learn(vlan uint16, mac []byte, port int, now uint32) learnResult {
 	j := uint64(free)
 	old := t.keys[j].Load()
 	oldVal := t.vals[j].Load()
-	if old != 0 && now-uint32(oldVal) <= t.ageing {
-		return learnTableFull // taken meanwhile
-	}
-	if !t.keys[j].CompareAndSwap(old, k) {
-		return learnTableFull // another worker won the slot; learn next time
-	}
 	if old != 0 {
-		t.perPort[int(oldVal>>32)].Add(-1)
+		// Take over an aged entry: invalidate its value first (a refresh
+		// or another taker then fails its CAS), then change the key.
+		if oldVal&fdbValid == 0 || now-uint32(oldVal) <= t.ageing || !t.vals[j].CompareAndSwap(oldVal, 0) {
+			return learnTableFull // taken or refreshed meanwhile
+		}
+		if !t.keys[j].CompareAndSwap(old, k) {
+			return learnTableFull // flushed meanwhile; learn next time
+		}
+		t.perPort[fdbPort(oldVal)].Add(-1)
+	} else if oldVal != 0 || !t.keys[j].CompareAndSwap(0, k) {
+		return learnTableFull // another worker won the slot; learn next time
 	}
 	t.vals[j].Store(want)
 	t.perPort[port].Add(1)
@@ -155,15 +176,3 @@ func (t *fdb) learn(vlan uint16, mac []byte, port int, now uint32) learnResult {
 // entries returns the number of entries learnt per port (aged ones
 // included until their slot is reused).
 func (t *fdb) entries(port int) int64 { return t.perPort[port].Load() }
-
-// flushPort forgets every entry of a port.
-func (t *fdb) flushPort(port int) {
-	for j := range t.keys {
-		if k := t.keys[j].Load(); k != 0 && int(t.vals[j].Load()>>32) == port {
-			if t.keys[j].CompareAndSwap(k, 0) {
-				t.perPort[port].Add(-1)
-				t.gen.Add(1)
-			}
-		}
-	}
-}
