@@ -30,11 +30,15 @@ type Capture struct {
 // listens (at most 10 s). It runs in immediate mode: without it libpcap
 // reads a TPACKET_V3 ring whose blocks reach tcpdump only when full or
 // after a one-second timeout, and frames still in a block when tcpdump is
-// stopped never reach the file.
+// stopped never reach the file. Its ring is made large (16 MiB, slots of
+// 9216 bytes): immediate mode takes fixed slots of the snapshot length, and
+// with tcpdump's defaults (-s 0, 2 MiB) that is 8 slots, which a loaded
+// machine overruns. Wait fails the test when tcpdump reports frames the
+// kernel dropped for it: the capture would be incomplete.
 func StartCapture(t testing.TB, ns, ifname, filter string) *Capture {
 	t.Helper()
 	c := &Capture{Path: filepath.Join(t.TempDir(), "capture.pcap"), done: make(chan struct{})}
-	args := append([]string{"netns", "exec", ns, "tcpdump", "--immediate-mode", "-i", ifname, "-Q", "in", "-U", "-n", "-s", "0", "-Z", "root", "-w", c.Path}, strings.Fields(filter)...)
+	args := append([]string{"netns", "exec", ns, "tcpdump", "--immediate-mode", "-B", "16384", "-i", ifname, "-Q", "in", "-U", "-n", "-s", "9216", "-Z", "root", "-w", c.Path}, strings.Fields(filter)...)
 	c.cmd = exec.Command("ip", args...)
 	stderr, err := c.cmd.StderrPipe()
 	if err != nil {
@@ -96,7 +100,28 @@ func (c *Capture) Wait(t testing.TB, n int, timeout time.Duration) [][]byte {
 	}
 	time.Sleep(300 * time.Millisecond)
 	c.Stop()
+	if n := c.KernelDrops(); n > 0 {
+		t.Errorf("tcpdump: %d frames dropped by the kernel before tcpdump read them: the capture is incomplete\n%s", n, c.log.String())
+	}
 	return ReadPcap(t, c.Path)
+}
+
+// KernelDrops returns what tcpdump reported at exit as "packets dropped by
+// kernel" (its capture ring overflowed), or 0 before it exited.
+func (c *Capture) KernelDrops() int {
+	select {
+	case <-c.done:
+	default:
+		return 0
+	}
+	for _, l := range strings.Split(c.log.String(), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && strings.HasSuffix(l, "packets dropped by kernel") {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				return n
+			}
+		}
+	}
+	return 0
 }
 
 // Replay sends a pcap file into ifname inside ns with tcpreplay at pps

@@ -46,9 +46,16 @@ func TestReplayThroughSwitchWithInspect(t *testing.T) {
 	netns.Require(t, "tcpreplay", "tcpdump")
 	for _, k := range []clients.Inspect{clients.InspectReinject, clients.InspectClone} {
 		t.Run(k.String(), func(t *testing.T) {
-			h1, h2, sw, _ := bridge(t, afpacket.Config{}, clients.Options{Setup: k.Setup})
+			h1, h2, sw, ports := bridge(t, afpacket.Config{}, clients.Options{Setup: k.Setup})
 			replayAndCapture(t, h1, h2, 300)
 			st := sw.Stats()
+			if t.Failed() {
+				t.Logf("switch %+v; ports %+v / %+v", st.Ports, ports[0].Stats(), ports[1].Stats())
+				out, _ := netns.Exec(h2.NS, "ip", "-s", "-s", "link", "show", "dev", h2.If)
+				t.Logf("h2: %s", out)
+				out, _ = netns.Exec(h2.NS, "cat", "/proc/net/softnet_stat")
+				t.Logf("softnet: %s", out)
+			}
 			if st.Ports[0].Absorbed < 300 || st.Ports[0].Injected < 300 {
 				t.Errorf("the callout did not take the frames: absorbed %d, injected %d", st.Ports[0].Absorbed, st.Ports[0].Injected)
 			}
