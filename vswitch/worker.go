@@ -709,7 +709,6 @@ func (w *worker) forward(l *nbl.NetBufferList, d []byte, vlan uint16, src int, i
 		w.egress(l, dests[0], vlan, false, injected)
 		return
 	}
-	s.flooded.Add(1)
 	// Copies first, from the untouched frame: egress may rewrite the
 	// original (tags, callouts).
 	w.flooding, w.floodSrc = l, src
@@ -723,6 +722,9 @@ func (w *worker) forward(l *nbl.NetBufferList, d []byte, vlan uint16, src int, i
 		w.egress(c, to, vlan, true, false)
 	}
 	w.flooding = nil
+	// Counted after its copies, so that a reading of the counters never
+	// shows more floods than copies.
+	s.flooded.Add(1)
 	w.egress(l, dests[0], vlan, false, injected)
 }
 
