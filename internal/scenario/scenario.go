@@ -400,6 +400,21 @@ func (s *Setup) run(warmup, d time.Duration, n uint64) (Result, error) {
 			s.cfg.Progress(p-p0, time.Since(t0))
 		}
 	}
+	if n == 0 {
+		// A window so short (or a machine so loaded) that the workers
+		// delivered nothing yet measures nothing: wait for the first
+		// packet, at most 5 s more; Elapsed is the real interval.
+		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); {
+			if p, _ := s.delivered(); p > p0 {
+				break
+			}
+			if manual {
+				step(time.Now().Add(time.Millisecond))
+			} else {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
 	r.Elapsed = time.Since(t0)
 	p1, b1 := s.delivered()
 	d1 := s.drops()

@@ -263,8 +263,15 @@ func TestMultiQueue(t *testing.T) {
 	missing, dup, bad := c.finish()
 	byQueue := ports[0].RxByQueue()
 	t.Logf("frames received by queue on the first port: %v", byQueue)
-	if missing != 0 || dup != 0 || bad != 0 {
-		t.Errorf("of %d frames: %d missing, %d duplicates, %d malformed; switch %+v; port %+v", 2*per, missing, dup, bad, sw.Stats().Ports, ports[0].Stats())
+	// Two senders at full speed can outrun the port on a loaded machine:
+	// the kernel then drops frames for an empty fill ring, and counts them.
+	// Every frame arrives exactly once or is among those counted drops.
+	st := ports[0].Stats()
+	if uint64(missing) > st.KernelRxDropped || missing > per || dup != 0 || bad != 0 {
+		t.Errorf("of %d frames: %d missing (the kernel counted %d drops on the port), %d duplicates, %d malformed; switch %+v; port %+v",
+			2*per, missing, st.KernelRxDropped, dup, bad, sw.Stats().Ports, st)
+	} else if missing > 0 {
+		t.Logf("%d frames dropped by the kernel for an empty fill ring (counted: %d)", missing, st.KernelRxDropped)
 	}
 	if byQueue[0] < per/2 || byQueue[1] < per/2 {
 		t.Errorf("frames sent from two CPUs did not arrive on both queues: %v", byQueue)
