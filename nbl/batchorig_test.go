@@ -128,3 +128,41 @@ func TestDereferenceBurst(t *testing.T) {
 	}()
 	c.DereferenceBurst([]*nbl.NetBufferList{l})
 }
+
+// TestBurstPathsAllocs: ReleaseBurst and DereferenceBurst, with a
+// BatchOriginator, allocate nothing.
+func TestBurstPathsAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	p, _ := nbl.NewPool(nbl.Config{NBLs: 256, FrameSize: 512})
+	c, _ := p.NewCache(128)
+	o := &countingBatch{}
+	ls := make([]*nbl.NetBufferList, 32)
+	if a := testing.AllocsPerRun(100, func() {
+		n := c.AllocateBurst(ls, 64)
+		for _, l := range ls[:n] {
+			l.Originator = o
+			l.Reference()
+		}
+		for _, l := range ls[:n] {
+			c.Release(l)
+		}
+		c.DereferenceBurst(ls[:n])
+		n = c.AllocateBurst(ls, 64)
+		for _, l := range ls[:n] {
+			l.Originator = o
+		}
+		c.ReleaseBurst(ls[:n])
+	}); a != 0 {
+		t.Errorf("%v allocations per run", a)
+	}
+	if o.n == 0 {
+		t.Error("the originator was never told")
+	}
+}
+
+type countingBatch struct{ n int }
+
+func (o *countingBatch) ReturnNetBufferList(*nbl.NetBufferList)       { o.n++ }
+func (o *countingBatch) ReturnNetBufferLists(ls []*nbl.NetBufferList) { o.n += len(ls) }

@@ -140,8 +140,7 @@ func (c *Cache) ReleaseBurst(nbls []*NetBufferList) {
 	bulk := c.bulk[:0]
 	for _, l := range nbls {
 		debugLive(l)
-		if l.pool != c.p || l.holds.Load() != 0 || l.finisher != nil || l.parent != nil ||
-			l.firstNB != &l.nb || l.nb.Next != nil || l.nb.mdlChain != &l.mdl || l.mdl.next != nil {
+		if l.pool != c.p || l.holds.Load() != 0 || l.finisher != nil || l.parent != nil || !l.plain() {
 			c.Release(l)
 			continue
 		}
@@ -176,8 +175,7 @@ func (c *Cache) DereferenceBurst(nbls []*NetBufferList) {
 			continue
 		}
 		l.clearHolds()
-		if l.finisher != nil || l.parent != nil ||
-			l.firstNB != &l.nb || l.nb.Next != nil || l.nb.mdlChain != &l.mdl || l.mdl.next != nil {
+		if l.finisher != nil || l.parent != nil || !l.plain() {
 			c.finish(l)
 			continue
 		}
@@ -271,6 +269,12 @@ func (c *Cache) drop(l *NetBufferList) {
 	}
 }
 
+// plain reports whether l has the shape of the fast paths: its one
+// built-in NetBuffer with its one built-in MDL, nothing extra to free.
+func (l *NetBufferList) plain() bool {
+	return l.firstNB == &l.nb && l.nb.Next == nil && l.nb.mdlChain == &l.mdl && l.mdl.next == nil
+}
+
 // clearHolds resets holds after the Add that left releasedBit alone: no
 // other goroutine holds l or may take a hold any more (only holders can),
 // and l reaches its next user through the pool, which orders this write
@@ -306,9 +310,7 @@ func (c *Cache) finish(l *NetBufferList) {
 
 // recycle returns the descriptor and everything the pool lent it.
 func (c *Cache) recycle(l *NetBufferList) {
-	if nb := &l.nb; l.firstNB == nb && nb.Next == nil && nb.mdlChain == &l.mdl && l.mdl.next == nil {
-		// The fast path: one NetBuffer, one built-in MDL.
-	} else {
+	if !l.plain() {
 		c.p.freeExtras(l)
 	}
 	l.scrub()

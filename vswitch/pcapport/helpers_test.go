@@ -9,13 +9,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
-	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,30 +22,15 @@ import (
 	"github.com/google/gopacket/pcapgo"
 
 	"github.com/nblpipe/nblpipe/inject"
+	"github.com/nblpipe/nblpipe/internal/ledger/goroutines"
 	"github.com/nblpipe/nblpipe/nbl"
 	"github.com/nblpipe/nblpipe/vswitch"
 	"github.com/nblpipe/nblpipe/vswitch/pcapport"
 )
 
-// TestMain fails the run if goroutines leaked (switch workers left
-// running).
-func TestMain(m *testing.M) {
-	before := runtime.NumGoroutine()
-	code := m.Run()
-	// (The fuzzing engine leaves a signal goroutine running.)
-	if fz := flag.Lookup("test.fuzz"); code == 0 && (fz == nil || fz.Value.String() == "") {
-		deadline := time.Now().Add(5 * time.Second)
-		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if n := runtime.NumGoroutine(); n > before {
-			buf := make([]byte, 1<<20)
-			fmt.Fprintf(os.Stderr, "leak check: %d goroutines at exit, %d at start:\n%s\n", n, before, buf[:runtime.Stack(buf, true)])
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+// TestMain fails the run if goroutines of the tests leaked (switch workers
+// left running).
+func TestMain(m *testing.M) { os.Exit(goroutines.VerifyNoLeaks(m)) }
 
 // testTimeout bounds waits that must succeed; it is never a performance
 // assertion.
