@@ -2,6 +2,7 @@ package vswitch
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -204,15 +205,66 @@ type Filter struct {
 
 	id      uint64
 	callout *Callout
+	conds   []cond // Conditions, compiled by AddFilter
 }
 
 // ID returns the run-time ID the switch gave the filter.
 func (f *Filter) ID() uint64 { return f.id }
 
+// cond is a condition compiled when its filter is added: the field's
+// kind is known from the layer, and a 6-byte value (a MAC address) compared
+// for equality is one integer compare instead of a byte comparison.
+type cond struct {
+	field int
+	mac   bool // a 6-byte field compared for (in)equality with key
+	neq   bool // with mac: FWP_MATCH_NOT_EQUAL
+	key   uint64
+	c     Condition
+}
+
+// mac48 packs 6 bytes into an integer.
+func mac48(b []byte) uint64 {
+	_ = b[5]
+	return uint64(binary.LittleEndian.Uint32(b)) | uint64(binary.LittleEndian.Uint16(b[4:]))<<32
+}
+
+// byteField reports whether field i of a layer holds bytes (a MAC address
+// or a blob): the types initValues gives the fields.
+func byteField(layer uint16, i int) bool {
+	switch i {
+	case 0, 2, 7, 9, 11:
+		return true
+	case 12, 14:
+		return layer == FWPS_LAYER_EGRESS_VSWITCH_ETHERNET
+	}
+	return false
+}
+
+// compile prepares f's conditions for matching (AddFilter has checked
+// their fields).
+func (f *Filter) compile() {
+	f.conds = make([]cond, len(f.Conditions))
+	for i, c := range f.Conditions {
+		k := cond{field: c.Field, c: c}
+		k.c.Bytes = slices.Clone(c.Bytes)
+		if byteField(f.LayerID, c.Field) && len(c.Bytes) == 6 && (c.Match == FWP_MATCH_EQUAL || c.Match == FWP_MATCH_NOT_EQUAL) {
+			k.mac, k.neq, k.key = true, c.Match == FWP_MATCH_NOT_EQUAL, mac48(c.Bytes)
+		}
+		f.conds[i] = k
+	}
+}
+
 func (f *Filter) matches(in *IncomingValues) bool {
-	for i := range f.Conditions {
-		c := &f.Conditions[i]
-		if c.Field < 0 || c.Field >= int(in.ValueCount) || !c.matches(&in.Values[c.Field]) {
+	for i := range f.conds {
+		c := &f.conds[i]
+		v := &in.Values[c.field]
+		if c.mac && len(v.Bytes) == 6 {
+			if (mac48(v.Bytes) == c.key) == c.neq {
+				return false
+			}
+			continue
+		}
+		if !c.c.matches(v) {
 			return false
 		}
 	}
@@ -344,6 +396,7 @@ func (s *Switch) AddFilter(f *Filter) (uint64, error) {
 	}
 	e.nextID++
 	f.id = e.nextID
+	f.compile()
 	if f.callout != nil && f.callout.Notify != nil {
 		if err := f.callout.Notify(FWPS_CALLOUT_NOTIFY_ADD_FILTER, f.Key, f); err != nil {
 			return 0, fmt.Errorf("vswitch: callout %q refused filter %q: %w", f.CalloutKey, f.Key, err)
@@ -435,8 +488,8 @@ func (w *worker) classify(filters []*Filter, in *IncomingValues, meta *Metadata,
 		if c.disabled.Load() {
 			continue
 		}
-		out := &w.out
-		*out = ClassifyOut{ActionType: FWP_ACTION_CONTINUE, FilterID: f.id, Rights: rights}
+		out := &w.out // field by field: cheaper than a composite literal
+		out.ActionType, out.OutContext, out.FilterID, out.Rights, out.Flags, out.Reserved = FWP_ACTION_CONTINUE, 0, f.id, rights, 0, 0
 		w.callClassify(c, in, meta, l, f, out)
 		switch out.ActionType {
 		case FWP_ACTION_BLOCK:
@@ -514,6 +567,7 @@ func (w *worker) initValues() {
 // fillCommon writes the per-frame fields 0-5 and 9 of in.
 func (w *worker) fillCommon(in *IncomingValues, l *nbl.NetBufferList, d []byte, vlan uint16, src *port) {
 	v := &in.Values
+	_ = d[13]
 	v[0].Bytes = d[6:12]
 	v[1].Uint = addrType(d[6:12])
 	v[2].Bytes = d[0:6]

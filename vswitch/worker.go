@@ -48,6 +48,8 @@ type worker struct {
 	free      []*nbl.NetBufferList   // frames to release in one burst
 	lastSrc   fdbMemo                // the last source address learnt
 	lastDst   fdbMemo                // the last destination looked up
+	lastPool  *nbl.Pool              // cacheFor's last question
+	lastCache *nbl.Cache             // and its answer
 	dests     []int
 	eng       *engine
 	now       uint32
@@ -141,6 +143,7 @@ func (w *worker) setupCaches() error {
 		w.caches = append(w.caches, c)
 		w.foreign = append(w.foreign, c)
 	}
+	w.lastPool, w.lastCache = nil, nil
 	return nil
 }
 
@@ -592,11 +595,9 @@ func (w *worker) finish(l *nbl.NetBufferList, injected bool) {
 		w.cq.Complete(l, inject.STATUS_SUCCESS)
 		return
 	}
-	for _, c := range w.caches {
-		if c.Pool() == l.Pool() {
-			c.ReleaseTo(l, w.sw)
-			return
-		}
+	if c := w.cacheFor(l.Pool()); c != nil {
+		c.ReleaseTo(l, w.sw)
+		return
 	}
 	// A pool the worker has no cache for (the injector's own): its shared
 	// ring, still deferring the completion while the frame is held.
@@ -638,24 +639,30 @@ func (w *worker) releaseNow() {
 	w.free = ls[:0]
 }
 
+// cacheFor returns the worker's cache for pool p, or nil. The last answer
+// is remembered: frames come in runs of one pool.
 func (w *worker) cacheFor(p *nbl.Pool) *nbl.Cache {
+	if p == w.lastPool {
+		return w.lastCache
+	}
+	var found *nbl.Cache
 	for _, c := range w.caches {
 		if c.Pool() == p {
-			return c
+			found = c
+			break
 		}
 	}
-	return nil
+	w.lastPool, w.lastCache = p, found
+	return found
 }
 
 // release releases a frame the switch owns through the worker's cache for
 // its pool.
 func (w *worker) release(l *nbl.NetBufferList) {
 	p := l.Pool()
-	for _, c := range w.caches {
-		if c.Pool() == p {
-			c.Release(l)
-			return
-		}
+	if c := w.cacheFor(p); c != nil {
+		c.Release(l)
+		return
 	}
 	p.Release(l)
 }
