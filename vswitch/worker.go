@@ -44,12 +44,12 @@ type worker struct {
 
 	burst     []*nbl.NetBufferList
 	txbuf     []*nbl.NetBufferList
-	stage     [][]*nbl.NetBufferList // frames staged per destination port
-	free      []*nbl.NetBufferList   // frames to release in one burst
-	lastSrc   fdbMemo                // the last source address learnt
-	lastDst   fdbMemo                // the last destination looked up
-	lastPool  *nbl.Pool              // cacheFor's last question
-	lastCache *nbl.Cache             // and its answer
+	stage     []stage              // frames staged per destination port
+	free      []*nbl.NetBufferList // frames to release in one burst
+	lastSrc   fdbMemo              // the last source address learnt
+	lastDst   fdbMemo              // the last destination looked up
+	lastPool  *nbl.Pool            // cacheFor's last question
+	lastCache *nbl.Cache           // and its answer
 	dests     []int
 	eng       *engine
 	now       uint32
@@ -89,7 +89,7 @@ func newWorker(s *Switch, id int) (*worker, error) {
 		injq:      injq,
 		burst:     make([]*nbl.NetBufferList, s.cfg.Burst),
 		txbuf:     make([]*nbl.NetBufferList, s.cfg.Burst),
-		stage:     make([][]*nbl.NetBufferList, len(s.ports)),
+		stage:     make([]stage, len(s.ports)),
 		free:      make([]*nbl.NetBufferList, 0, s.cfg.Burst),
 		dests:     make([]int, 0, len(s.ports)),
 		local:     make([]*nbl.NetBufferList, 0, s.cfg.InjectRingSize),
@@ -98,7 +98,7 @@ func newWorker(s *Switch, id int) (*worker, error) {
 		pub:       make([][nCounters]atomic.Uint64, len(s.ports)+1),
 	}
 	for i := range w.stage {
-		w.stage[i] = make([]*nbl.NetBufferList, 0, s.cfg.Burst)
+		w.stage[i].buf = make([]*nbl.NetBufferList, s.cfg.Burst)
 	}
 	w.initValues()
 	if w.copyCache, err = s.copies.NewCache(max(2, s.cfg.Burst*2)); err != nil {
@@ -691,7 +691,16 @@ func (w *worker) forward(l *nbl.NetBufferList, d []byte, vlan uint16, src int, i
 				w.drop(l, src, DropNoDestination, nbl.StatusInvalidParameter)
 				return
 			}
-			if s.ports[to].carries(vlan) {
+			if dp := s.ports[to]; dp.carries(vlan) {
+				if len(w.eng.egress) == 0 && !needsTag(dp, vlan) {
+					// The usual unicast frame: no egress filter to run
+					// and no tag to write (renderVLAN's other case).
+					if l.Info.Ieee8021Q != (nbl.Ieee8021QInfo{}) {
+						l.Info.Ieee8021Q = nbl.Ieee8021QInfo{}
+					}
+					w.put(to, l)
+					return
+				}
 				w.egress(l, to, vlan, false, injected)
 				return
 			}
@@ -801,9 +810,21 @@ func (w *worker) egress(l *nbl.NetBufferList, to int, vlan uint16, multiDest, in
 		w.drop(l, to, DropPoolEmpty, nbl.StatusResources)
 		return
 	}
-	st := append(w.stage[to], l)
-	w.stage[to] = st
-	if len(st) == cap(st) {
+	w.put(to, l)
+}
+
+// stage holds the frames a worker sends to one port, flushed when full
+// and at the end of every step.
+type stage struct {
+	n   int
+	buf []*nbl.NetBufferList // Config.Burst long
+}
+
+// put stages a frame for port to.
+func (w *worker) put(to int, l *nbl.NetBufferList) {
+	st := &w.stage[to]
+	st.buf[st.n] = l
+	if st.n++; st.n == len(st.buf) {
 		w.flushStage(to)
 	}
 }
@@ -840,14 +861,16 @@ func needsTag(p *port, vlan uint16) bool { return p.cfg.Mode != Access && vlan !
 // flushStages moves every staged frame into its port's transmit ring.
 func (w *worker) flushStages() {
 	for to := range w.stage {
-		if len(w.stage[to]) > 0 {
+		if w.stage[to].n > 0 {
 			w.flushStage(to)
 		}
 	}
 }
 
 func (w *worker) flushStage(to int) {
-	st := w.stage[to]
+	sg := &w.stage[to]
+	st := sg.buf[:sg.n]
+	sg.n = 0
 	p := w.sw.ports[to]
 	if p.owner == w {
 		// Our own port: send now, no ring in between.
@@ -859,7 +882,6 @@ func (w *worker) flushStage(to int) {
 		}
 	}
 	clear(st)
-	w.stage[to] = st[:0]
 }
 
 // send hands frames to a port the worker serves; what it does not take is
