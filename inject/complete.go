@@ -79,7 +79,18 @@ func (q *CompletionQueue) Len() int { return len(q.nbls) }
 func (q *CompletionQueue) Complete(l *nbl.NetBufferList, status Status) {
 	l.Status = status
 	q.nbls = append(q.nbls, l)
-	if len(q.nbls) >= cap(q.nbls) && !q.flushing {
+	if len(q.nbls) == cap(q.nbls) {
+		q.full()
+	}
+}
+
+// full flushes the full queue, unless a flush is under way: that one
+// delivers what was added, and the queue grows meanwhile. It is apart from
+// Complete so that Complete inlines into the worker's loop.
+//
+//go:noinline
+func (q *CompletionQueue) full() {
+	if !q.flushing {
 		q.Flush()
 	}
 }
@@ -126,24 +137,21 @@ func (q *CompletionQueue) flushFrom() {
 	}()
 	for q.pos < len(q.nbls) {
 		l := q.nbls[q.pos]
-		c := l.Completion
-		owner, _ := c.Owner.(*Handle)
+		owner, _ := l.Completion.Owner.(*Handle)
 		if owner != q.runOwner {
 			q.endRun()
 			q.runOwner = owner
 		}
+		if owner != nil && l.Completion.Fn == nil && l.Completion.Batch == nil {
+			q.gatherOriginals(owner)
+			continue
+		}
+		c := l.Completion
 		l.Completion = nbl.Completion{}
-		if owner == nil || (c.Fn == nil && c.Batch == nil) {
+		if owner == nil {
 			q.pos++
 			q.runCount++
 			q.delivered++
-			if owner != nil {
-				q.derefs = append(q.derefs, l)
-				if len(q.derefs) == cap(q.derefs) {
-					q.derefNow()
-				}
-				continue
-			}
 			if len(q.derefs) > 0 {
 				q.derefNow()
 			}
@@ -181,6 +189,38 @@ func (q *CompletionQueue) flushFrom() {
 		c.Batch.Fn(c.Context, q.batch)
 		clear(q.batch)
 		q.batch = q.batch[:0]
+	}
+}
+
+// gatherOriginals takes the run of NBLs from q.pos on that owner injected
+// with no completion function (unaltered originals, the inspect pattern's
+// reinjections) into q.derefs, whose references derefNow drops. It stops
+// at the first other NBL, or when q.derefs is full, and flushes q.derefs
+// then. No user code runs in the loop, so the counters are updated once
+// for the run rather than per NBL, and each NBL is read once.
+func (q *CompletionQueue) gatherOriginals(owner *Handle) {
+	ls, ds := q.nbls, q.derefs
+	i := q.pos
+	for i < len(ls) {
+		l := ls[i]
+		c := &l.Completion
+		if o, _ := c.Owner.(*Handle); o != owner || c.Fn != nil || c.Batch != nil {
+			break
+		}
+		*c = nbl.Completion{}
+		ds = append(ds, l)
+		i++
+		if len(ds) == cap(ds) {
+			break
+		}
+	}
+	n := i - q.pos
+	q.derefs = ds
+	q.pos = i
+	q.runCount += n
+	q.delivered += uint64(n)
+	if len(ds) == cap(ds) {
+		q.derefNow()
 	}
 }
 

@@ -191,7 +191,7 @@ func (h *Handle) injectPath(need uint32, r Request, injectionContext any, done D
 	if err != nil {
 		return h.refuse(err)
 	}
-	h.commit(r.NBLs, n, injectionContext, done)
+	h.commit(r.NBLs, injectionContext, done)
 	r.Handle, r.Count = h, n
 	dp.Inject(r)
 	return nil

@@ -157,8 +157,8 @@ func FwpsInjectvSwitchEthernetIngressAsync0(injectionHandle *Handle, injectionCo
 	if flags != 0 || reserved != 0 {
 		return injectionHandle.refusal(STATUS_INVALID_PARAMETER)
 	}
-	return nbl.StatusOf(injectionHandle.InjectVSwitchIngress(vSwitchId, vSwitchSourcePortId, vSwitchSourceNicIndex,
-		netBufferLists, injectionContext, Done{Fn: completionFn, Context: completionContext}))
+	return statusOf(injectionHandle.injectVSwitch(injectionContext, vSwitchId, vSwitchSourcePortId, vSwitchSourceNicIndex,
+		netBufferLists, &Done{Fn: completionFn, Context: completionContext}))
 }
 
 // FwpsInjectForwardAsync0 injects IP packets to be forwarded.
@@ -168,14 +168,14 @@ func FwpsInjectForwardAsync0(injectionHandle *Handle, injectionContext any, flag
 	if flags != 0 {
 		return injectionHandle.refusal(STATUS_INVALID_PARAMETER)
 	}
-	return nbl.StatusOf(injectionHandle.InjectForward(addressFamily, compartmentId, interfaceIndex, netBufferList,
+	return statusOf(injectionHandle.InjectForward(addressFamily, compartmentId, interfaceIndex, netBufferList,
 		injectionContext, Done{Fn: completionFn, Context: completionContext}))
 }
 
 // FwpsInjectNetworkSendAsync0 injects IP packets on the send path.
 func FwpsInjectNetworkSendAsync0(injectionHandle *Handle, injectionContext any, flags uint32, compartmentId COMPARTMENT_ID,
 	netBufferList *nbl.NetBufferList, completionFn FWPS_INJECT_COMPLETE0, completionContext any) Status {
-	return nbl.StatusOf(injectionHandle.InjectNetworkSend(flags, compartmentId, netBufferList, injectionContext,
+	return statusOf(injectionHandle.InjectNetworkSend(flags, compartmentId, netBufferList, injectionContext,
 		Done{Fn: completionFn, Context: completionContext}))
 }
 
@@ -183,7 +183,7 @@ func FwpsInjectNetworkSendAsync0(injectionHandle *Handle, injectionContext any, 
 func FwpsInjectNetworkReceiveAsync0(injectionHandle *Handle, injectionContext any, flags uint32, compartmentId COMPARTMENT_ID,
 	interfaceIndex, subInterfaceIndex IF_INDEX, netBufferList *nbl.NetBufferList,
 	completionFn FWPS_INJECT_COMPLETE0, completionContext any) Status {
-	return nbl.StatusOf(injectionHandle.InjectNetworkReceive(flags, compartmentId, interfaceIndex, subInterfaceIndex,
+	return statusOf(injectionHandle.InjectNetworkReceive(flags, compartmentId, interfaceIndex, subInterfaceIndex,
 		netBufferList, injectionContext, Done{Fn: completionFn, Context: completionContext}))
 }
 
@@ -192,7 +192,7 @@ func FwpsInjectNetworkReceiveAsync0(injectionHandle *Handle, injectionContext an
 func FwpsInjectTransportSendAsync1(injectionHandle *Handle, injectionContext any, endpointHandle uint64, flags uint32,
 	sendArgs *FWPS_TRANSPORT_SEND_PARAMS1, addressFamily ADDRESS_FAMILY, compartmentId COMPARTMENT_ID,
 	netBufferList *nbl.NetBufferList, completionFn FWPS_INJECT_COMPLETE0, completionContext any) Status {
-	return nbl.StatusOf(injectionHandle.InjectTransportSend(endpointHandle, flags, sendArgs, addressFamily, compartmentId,
+	return statusOf(injectionHandle.InjectTransportSend(endpointHandle, flags, sendArgs, addressFamily, compartmentId,
 		netBufferList, injectionContext, Done{Fn: completionFn, Context: completionContext}))
 }
 
@@ -217,7 +217,7 @@ func FwpsInjectTransportReceiveAsync0(injectionHandle *Handle, injectionContext 
 	if reserved != 0 {
 		return injectionHandle.refusal(STATUS_INVALID_PARAMETER)
 	}
-	return nbl.StatusOf(injectionHandle.InjectTransportReceive(flags, addressFamily, compartmentId, interfaceIndex,
+	return statusOf(injectionHandle.InjectTransportReceive(flags, addressFamily, compartmentId, interfaceIndex,
 		subInterfaceIndex, netBufferList, injectionContext, Done{Fn: completionFn, Context: completionContext}))
 }
 
@@ -225,7 +225,7 @@ func FwpsInjectTransportReceiveAsync0(injectionHandle *Handle, injectionContext 
 func FwpsStreamInjectAsync0(injectionHandle *Handle, injectionContext any, flags uint32, flowId uint64, calloutId uint32,
 	layerId uint16, streamFlags uint32, netBufferList *nbl.NetBufferList, dataLength uint64,
 	completionFn FWPS_INJECT_COMPLETE0, completionContext any) Status {
-	return nbl.StatusOf(injectionHandle.InjectStream(flags, flowId, calloutId, layerId, streamFlags, netBufferList,
+	return statusOf(injectionHandle.InjectStream(flags, flowId, calloutId, layerId, streamFlags, netBufferList,
 		dataLength, injectionContext, Done{Fn: completionFn, Context: completionContext}))
 }
 
@@ -233,7 +233,7 @@ func FwpsStreamInjectAsync0(injectionHandle *Handle, injectionContext any, flags
 func FwpsInjectMacReceiveAsync0(injectionHandle *Handle, injectionContext any, flags uint32, layerId uint16,
 	interfaceIndex IF_INDEX, ndisPortNumber NDIS_PORT_NUMBER, netBufferLists *nbl.NetBufferList,
 	completionFn FWPS_INJECT_COMPLETE0, completionContext any) Status {
-	return nbl.StatusOf(injectionHandle.InjectMacReceive(flags, layerId, interfaceIndex, ndisPortNumber, netBufferLists,
+	return statusOf(injectionHandle.InjectMacReceive(flags, layerId, interfaceIndex, ndisPortNumber, netBufferLists,
 		injectionContext, Done{Fn: completionFn, Context: completionContext}))
 }
 
@@ -241,7 +241,7 @@ func FwpsInjectMacReceiveAsync0(injectionHandle *Handle, injectionContext any, f
 func FwpsInjectMacSendAsync0(injectionHandle *Handle, injectionContext any, flags uint32, layerId uint16,
 	interfaceIndex IF_INDEX, ndisPortNumber NDIS_PORT_NUMBER, netBufferLists *nbl.NetBufferList,
 	completionFn FWPS_INJECT_COMPLETE0, completionContext any) Status {
-	return nbl.StatusOf(injectionHandle.InjectMacSend(flags, layerId, interfaceIndex, ndisPortNumber, netBufferLists,
+	return statusOf(injectionHandle.InjectMacSend(flags, layerId, interfaceIndex, ndisPortNumber, netBufferLists,
 		injectionContext, Done{Fn: completionFn, Context: completionContext}))
 }
 
@@ -251,4 +251,13 @@ func (h *Handle) refusal(s Status) Status {
 		h.refused.Add(1)
 	}
 	return s
+}
+
+// statusOf is nbl.StatusOf with the success case inline: an injection that
+// is accepted returns without a call.
+func statusOf(err error) Status {
+	if err == nil {
+		return STATUS_SUCCESS
+	}
+	return nbl.StatusOf(err)
 }

@@ -189,13 +189,20 @@ func (h *Handle) signalDrained() { h.once.Do(func() { close(h.drained) }) }
 // begin reserves n pending injections, or reports that the handle is
 // closing (then nothing is reserved).
 func (h *Handle) begin(n int) bool {
+	if h.reserve(n) {
+		return true
+	}
+	h.end(n)
+	return false
+}
+
+// reserve adds n pending injections and reports whether the handle is
+// still open. When it is not, the caller must take them back with end(n):
+// begin does both; reserve alone inlines, for the single-NBL fast path.
+func (h *Handle) reserve(n int) bool {
 	// Pairs with the closing.Swap in DestroyContext: see the field comment.
 	h.pending.Add(int64(n))
-	if h.closing.Load() {
-		h.end(n)
-		return false
-	}
-	return true
+	return !h.closing.Load()
 }
 
 // end releases n pending injections; the last one after Destroy began wakes

@@ -78,12 +78,26 @@ func (h *Handle) start(head *nbl.NetBufferList, done Done) (int, error) {
 }
 
 // commit tags and marks every NBL of the chain as injected by h.
-func (h *Handle) commit(head *nbl.NetBufferList, n int, injectionContext any, done Done) {
+func (h *Handle) commit(head *nbl.NetBufferList, injectionContext any, done Done) {
 	for l := head; l != nil; l = l.Next {
 		tag(l, h, injectionContext)
-		c := &l.Completion // field by field: cheaper than a composite literal here
-		c.Fn, c.Batch, c.Context, c.Owner = done.Fn, done.Batch, done.Context, h
+		setCompletion(l, h, done)
 	}
+}
+
+// setCompletion records in l what its completion must call, and that h
+// injected it.
+func setCompletion(l *nbl.NetBufferList, h *Handle, done Done) {
+	c := &l.Completion // field by field: cheaper than a composite literal here
+	c.Fn, c.Batch, c.Context, c.Owner = done.Fn, done.Batch, done.Context, h
+}
+
+// acceptsOne reports whether a chain of the one NBL l passes checkChain
+// with done: the same checks, as one expression. It is the fast path's
+// test; when it fails, checkChain runs and says why.
+func acceptsOne(l *nbl.NetBufferList, done Done) bool {
+	return l.Pool() != nil && l.Completion.Owner == nil &&
+		(!done.empty() || !l.IsClone() && l.Originator != nil && l.RefCount() >= 1)
 }
 
 func (h *Handle) refuse(err error) error {
@@ -107,24 +121,50 @@ func (h *Handle) refuse(err error) error {
 // ErrNotFound for an unregistered switch; ErrInvalidParameter for a bad
 // chain or a missing completion (case 29).
 func (h *Handle) InjectVSwitchIngress(vSwitchID []byte, sourcePortID uint32, sourceNicIndex uint16, nbls *nbl.NetBufferList, injectionContext any, done Done) error {
+	return h.injectVSwitch(injectionContext, vSwitchID, sourcePortID, sourceNicIndex, nbls, &done)
+}
+
+// injectVSwitch is the body of InjectVSwitchIngress and of
+// FwpsInjectvSwitchEthernetIngressAsync0, which calls it directly: its
+// parameters come in the WFP function's order, so that few registers move
+// between the two. done is read, never kept.
+func (h *Handle) injectVSwitch(injectionContext any, vSwitchID []byte, sourcePortID uint32, sourceNicIndex uint16, nbls *nbl.NetBufferList, done *Done) error {
 	if h == nil {
 		return ErrInvalidParameter
 	}
 	if !h.Has(FWPS_INJECTION_TYPE_L2) {
 		return h.refuse(ErrHandleStale)
 	}
-	t, ok := h.stack.lookupVSwitch(vSwitchID)
-	if !ok {
-		if len(vSwitchID) != len(GUID{}) {
-			return h.refuse(fmt.Errorf("%w: vSwitch ID of %d bytes, want 16", ErrInvalidParameter, len(vSwitchID)))
+	t := h.stack.lastVSwitch(vSwitchID)
+	if t == nil {
+		var ok bool
+		if t, ok = h.stack.lookupVSwitch(vSwitchID); !ok {
+			if len(vSwitchID) != len(GUID{}) {
+				return h.refuse(fmt.Errorf("%w: vSwitch ID of %d bytes, want 16", ErrInvalidParameter, len(vSwitchID)))
+			}
+			return h.refuse(ErrNotFound)
 		}
-		return h.refuse(ErrNotFound)
 	}
-	n, err := h.start(nbls, done)
+	// The inspect pattern reinjects every frame on its own, from the switch
+	// worker: a chain of one NBL is the common case, and it is checked,
+	// reserved and tagged here inline rather than through checkChain's
+	// loop-proof walk, start and commit. Anything acceptsOne refuses takes
+	// the general path below, which finds the same fault and reports it.
+	if nbls != nil && nbls.Next == nil && acceptsOne(nbls, *done) {
+		if !h.reserve(1) {
+			h.end(1)
+			return h.refuse(ErrHandleClosing)
+		}
+		tag(nbls, h, injectionContext)
+		setCompletion(nbls, h, *done)
+		t.InjectIngress(nbls, 1, sourcePortID, sourceNicIndex)
+		return nil
+	}
+	n, err := h.start(nbls, *done)
 	if err != nil {
 		return h.refuse(err)
 	}
-	h.commit(nbls, n, injectionContext, done)
+	h.commit(nbls, injectionContext, *done)
 	t.InjectIngress(nbls, n, sourcePortID, sourceNicIndex)
 	return nil
 }
