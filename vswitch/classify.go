@@ -490,7 +490,11 @@ func (w *worker) classify(filters []*Filter, in *IncomingValues, meta *Metadata,
 		}
 		out := &w.out // field by field: cheaper than a composite literal
 		out.ActionType, out.OutContext, out.FilterID, out.Rights, out.Flags, out.Reserved = FWP_ACTION_CONTINUE, 0, f.id, rights, 0, 0
-		w.callClassify(c, in, meta, l, f, out)
+		// Inside the callout, a panic is put on it and on l (see
+		// ingressBurst).
+		w.inCallout, w.inFrame = c, l
+		c.Classify(in, meta, l, c.Context, f, 0, out)
+		w.inCallout, w.inFrame = nil, nil
 		switch out.ActionType {
 		case FWP_ACTION_BLOCK:
 			if out.Flags&FWPS_CLASSIFY_OUT_FLAG_ABSORB != 0 {
@@ -509,15 +513,6 @@ func (w *worker) classify(filters []*Filter, in *IncomingValues, meta *Metadata,
 		rights &= out.Rights
 	}
 	return verdictPermit
-}
-
-// callClassify runs a callout's classify. It marks the worker as inside
-// the callout, so that a panic, recovered once per burst by ingressBurst,
-// is put on the callout that raised it and on the frame it classified.
-func (w *worker) callClassify(c *Callout, in *IncomingValues, meta *Metadata, l *nbl.NetBufferList, f *Filter, out *ClassifyOut) {
-	w.inCallout, w.inFrame = c, l
-	c.Classify(in, meta, l, c.Context, f, 0, out)
-	w.inCallout, w.inFrame = nil, nil
 }
 
 func addrType(mac []byte) uint64 {
