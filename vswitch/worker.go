@@ -412,6 +412,10 @@ func (w *worker) header(nb *nbl.NetBuffer) []byte {
 	if d, ok := nb.Data(); ok {
 		return d
 	}
+	return w.headerCopy(nb)
+}
+
+func (w *worker) headerCopy(nb *nbl.NetBuffer) []byte {
 	n := nb.CopyOut(w.hdr[:], 0)
 	return w.hdr[:n]
 }
@@ -543,6 +547,13 @@ func (w *worker) stripTag(l *nbl.NetBufferList, nb *nbl.NetBuffer) bool {
 // ingressVLAN applies the source port's VLAN rules and returns the
 // frame's VLAN.
 func (w *worker) ingressVLAN(l *nbl.NetBufferList, p *port) (uint16, bool) {
+	if p != nil && p.cfg.Mode == Access && !l.Info.Ieee8021Q.Present {
+		return p.cfg.VLAN, true // the usual case, inlined
+	}
+	return w.ingressVLANRules(l, p)
+}
+
+func (w *worker) ingressVLANRules(l *nbl.NetBufferList, p *port) (uint16, bool) {
 	q := &l.Info.Ieee8021Q
 	tagged := q.Present && q.VlanID != 0
 	if p == nil {
@@ -698,7 +709,9 @@ func (w *worker) forward(l *nbl.NetBufferList, d []byte, vlan uint16, src int, i
 					if l.Info.Ieee8021Q != (nbl.Ieee8021QInfo{}) {
 						l.Info.Ieee8021Q = nbl.Ieee8021QInfo{}
 					}
-					w.put(to, l)
+					if w.put(to, l) {
+						w.flushStage(to)
+					}
 					return
 				}
 				w.egress(l, to, vlan, false, injected)
@@ -810,7 +823,9 @@ func (w *worker) egress(l *nbl.NetBufferList, to int, vlan uint16, multiDest, in
 		w.drop(l, to, DropPoolEmpty, nbl.StatusResources)
 		return
 	}
-	w.put(to, l)
+	if w.put(to, l) {
+		w.flushStage(to)
+	}
 }
 
 // stage holds the frames a worker sends to one port, flushed when full
@@ -820,13 +835,13 @@ type stage struct {
 	buf []*nbl.NetBufferList // Config.Burst long
 }
 
-// put stages a frame for port to.
-func (w *worker) put(to int, l *nbl.NetBufferList) {
+// put stages a frame for port to and reports whether the stage is full:
+// then the caller flushes it (flushStage).
+func (w *worker) put(to int, l *nbl.NetBufferList) bool {
 	st := &w.stage[to]
 	st.buf[st.n] = l
-	if st.n++; st.n == len(st.buf) {
-		w.flushStage(to)
-	}
+	st.n++
+	return st.n == len(st.buf)
 }
 
 // renderVLAN puts the frame's tag on the wire form the port wants: none on
