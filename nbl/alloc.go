@@ -47,6 +47,7 @@ func (c *Cache) AllocateNetBufferAndNetBufferList(contextSize, contextBackFill i
 	l.reset()
 	l.ctx.Offset = uint16(c.p.cfg.ContextSize - contextSize)
 	clear(l.ctx.data[l.ctx.Offset:])
+	l.slow |= slowShape
 	nb := &l.nb
 	nb.mdlChain = mdlChain
 	nb.dataOffset = uint32(dataOffset)
@@ -129,6 +130,7 @@ func (c *Cache) AppendNetBuffer(l *NetBufferList, buf []byte, dataOffset, dataLe
 	for last.Next != nil {
 		last = last.Next
 	}
+	l.slow |= slowShape
 	last.Next = nb
 	return nb, nil
 }

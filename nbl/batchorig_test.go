@@ -166,3 +166,127 @@ type countingBatch struct{ n int }
 
 func (o *countingBatch) ReturnNetBufferList(*nbl.NetBufferList)       { o.n++ }
 func (o *countingBatch) ReturnNetBufferLists(ls []*nbl.NetBufferList) { o.n += len(ls) }
+
+// valueOrig is a BatchOriginator of a comparable value type: two interface
+// values holding equal values are the same originator, though their data
+// words differ.
+type valueOrig struct {
+	port int
+	runs *[]int
+}
+
+func (o valueOrig) ReturnNetBufferList(*nbl.NetBufferList) { *o.runs = append(*o.runs, 1) }
+func (o valueOrig) ReturnNetBufferLists(ls []*nbl.NetBufferList) {
+	*o.runs = append(*o.runs, len(ls))
+}
+
+// TestReleaseBurstValueOriginator: runs are found by comparing the
+// Originator values, not their words.
+func TestReleaseBurstValueOriginator(t *testing.T) {
+	p := newPool(t, nbl.Config{NBLs: 16, FrameSize: 512})
+	c := newCache(t, p, 8)
+	var runs []int
+	ls := make([]*nbl.NetBufferList, 6)
+	if c.AllocateBurst(ls, 64) != len(ls) {
+		t.Fatal("short burst")
+	}
+	for i, l := range ls {
+		// A fresh interface value each time: port 1 for the first four,
+		// port 2 for the last two.
+		l.Originator = valueOrig{port: 1 + i/4, runs: &runs}
+	}
+	c.ReleaseBurst(ls)
+	if len(runs) != 2 || runs[0] != 4 || runs[1] != 2 {
+		t.Fatalf("runs %v, want [4 2]", runs)
+	}
+	checkFull(t, p, c)
+}
+
+// TestLongBursts: bursts longer than the cache and than one bulk put, with
+// NBLs that do not leave scattered through them, return every NBL once,
+// tell the originator of each, leave the caller's slice as it was and
+// allocate nothing.
+func TestLongBursts(t *testing.T) {
+	p := newPool(t, nbl.Config{NBLs: 512, FrameSize: 256})
+	c := newCache(t, p, 32)
+	o := &batchOrig{}
+	ls := make([]*nbl.NetBufferList, 200)
+	if c.AllocateBurst(ls, 64) != len(ls) {
+		t.Fatal("short burst")
+	}
+	for _, l := range ls {
+		l.Originator = o
+		l.Reference()
+	}
+	for i, l := range ls {
+		if i%3 != 1 || i > 150 {
+			c.Release(l) // the others stay with their owner: they do not leave
+		}
+	}
+	saved := append([]*nbl.NetBufferList(nil), ls...)
+	c.DereferenceBurst(ls)
+	for i := range ls {
+		if ls[i] != saved[i] {
+			t.Fatalf("DereferenceBurst changed the caller's slice at %d", i)
+		}
+	}
+	var stay []*nbl.NetBufferList
+	for i, l := range ls {
+		if i%3 == 1 && i <= 150 {
+			stay = append(stay, l)
+		}
+	}
+	if want := len(ls) - len(stay); len(o.got) != want {
+		t.Fatalf("the originator got %d NBLs, want %d", len(o.got), want)
+	}
+	sum := 0
+	for _, n := range o.runs {
+		sum += n
+	}
+	if sum != len(o.got) {
+		t.Fatalf("runs %v add up to %d, want %d", o.runs, sum, len(o.got))
+	}
+	c.ReleaseBurst(stay)
+	if len(o.got) != len(ls) {
+		t.Fatalf("the originator got %d NBLs, want %d", len(o.got), len(ls))
+	}
+	seen := map[*nbl.NetBufferList]bool{}
+	for _, l := range o.got {
+		if seen[l] {
+			t.Fatal("an NBL came back twice")
+		}
+		seen[l] = true
+	}
+	checkFull(t, p, c)
+
+	if raceEnabled {
+		return // the race detector allocates
+	}
+	on := &countingBatch{}
+	if a := testing.AllocsPerRun(20, func() {
+		n := c.AllocateBurst(ls, 64)
+		for _, l := range ls[:n] {
+			l.Originator = on
+			l.Reference()
+		}
+		for i, l := range ls[:n] {
+			if i%3 != 1 {
+				c.Release(l)
+			}
+		}
+		c.DereferenceBurst(ls[:n])
+		for i, l := range ls[:n] {
+			if i%3 == 1 {
+				c.Release(l)
+			}
+		}
+		n = c.AllocateBurst(ls, 64)
+		c.ReleaseBurst(ls[:n])
+	}); a != 0 {
+		t.Errorf("%v allocations per run", a)
+	}
+	if on.n == 0 {
+		t.Error("the originator was never told")
+	}
+	checkFull(t, p, c)
+}

@@ -41,6 +41,7 @@ func (nb *NetBuffer) Retreat(delta, backfill int) error {
 		return ErrResources
 	}
 	m.buf = p.headers.Frame(int(m.index))[:size:size]
+	nb.nbl.slow |= slowShape
 	m.next = nb.mdlChain
 	nb.mdlChain = m
 	nb.dataOffset = uint32(size) + nb.dataOffset - d

@@ -21,11 +21,20 @@ func debugAllocated(l *NetBufferList) {
 	if !l.state.CompareAndSwap(stateFree, stateAllocated) {
 		panic(fmt.Sprintf("nbl: descriptor %d handed out while allocated", l.index))
 	}
+	// Undo the poisoning of debugFreed: a free descriptor has this shape.
+	l.restoreShape()
 }
 
 func debugFreed(l *NetBufferList) {
 	if !l.state.CompareAndSwap(stateAllocated, stateFree) {
 		panic(fmt.Sprintf("nbl: double free of descriptor %d", l.index))
+	}
+	// The fast release paths trust slow: a descriptor they took must have
+	// the shape of a free one by now.
+	if l.slow != 0 || !l.plain() || l.nb.currentMdl != &l.mdl || l.context != &l.ctx || l.clone ||
+		l.parent != nil || l.finisher != nil || l.mdl.kind != mdlFrame || l.Originator != nil ||
+		len(l.mdl.buf) != len(l.frame) || len(l.frame) > 0 && &l.mdl.buf[0] != &l.frame[0] {
+		panic(fmt.Sprintf("nbl: descriptor %d freed in a shape its slow bits (%#x) did not record", l.index, l.slow))
 	}
 	l.nb.dataLength = poisonLength
 	l.nb.dataOffset = poisonLength

@@ -8,6 +8,17 @@ import (
 const releasedBit = 1 // in holds: the owner has released the NBL
 const holdUnit = 2    // in holds: one reference or one clone
 
+// Bits of NetBufferList.slow.
+const (
+	slowShape    = 1 << 0 // not the built-in NetBuffer over the built-in MDL alone, or a clone
+	slowFinisher = 1 << 1 // a finisher is set
+)
+
+// maxRun bounds the descriptors of one bulk put, so that a long burst goes
+// back through the cache (a put larger than the cache goes to the shared
+// ring) in pieces it takes.
+const maxRun = 64
+
 // Free returns an NBL that the caller allocated (FwpsFreeNetBufferList0,
 // NdisFreeNetBufferList) to the pool, together with any extra NetBuffers and
 // pool-made MDLs it holds. Memory lent with AllocateAround and MDLs from
@@ -30,29 +41,42 @@ func (c *Cache) Free(l *NetBufferList) error {
 // freed. It stops at the first NBL Free would refuse and returns its error;
 // the NBLs from that one on are untouched.
 func (c *Cache) FreeBurst(nbls []*NetBufferList) (int, error) {
-	// NBLs on the fast path (one NetBuffer, the built-in MDL, no
-	// originator, not a clone) gather in c.bulk and go back in one bulk put;
-	// the others take the general path one by one.
-	bulk := c.bulk[:0]
+	// Runs of consecutive NBLs on the fast path (this pool's, nothing
+	// holding them, no originator, slow 0: not a clone, the built-in
+	// NetBuffer and MDL alone) go back in one bulk put each, straight from
+	// nbls; the others take the general path one by one.
+	p := c.p
+	start := 0
 	for i, l := range nbls {
-		if err := c.checkFree(l, false); err != nil {
-			c.putBulk(bulk)
-			return i, err
-		}
-		if l.Originator != nil || l.parent != nil || l.firstNB != &l.nb || l.nb.Next != nil || l.nb.mdlChain != &l.mdl || l.mdl.next != nil {
-			c.finish(l)
+		// holds first: once it reads 0, nothing else holds l, and its other
+		// fields are the caller's to read.
+		if l != nil && l.pool == p && l.holds.Load() == 0 && l.slow == 0 && l.Originator == nil {
+			debugLive(l)
 			continue
 		}
+		c.putRun(nbls[start:i])
+		start = i + 1
+		if err := c.checkFree(l, false); err != nil {
+			return i, err
+		}
+		c.finish(l)
+	}
+	c.putRun(nbls[start:])
+	return len(nbls), nil
+}
+
+// putRun scrubs the descriptors of ls, which are on the fast path and
+// whose originators were told, and puts them back in bulk.
+func (c *Cache) putRun(ls []*NetBufferList) {
+	for _, l := range ls {
 		l.scrub()
 		debugFreed(l)
-		bulk = append(bulk, l)
-		if len(bulk) == cap(bulk) {
-			c.putBulk(bulk)
-			bulk = bulk[:0]
-		}
 	}
-	c.putBulk(bulk)
-	return len(nbls), nil
+	for len(ls) > maxRun {
+		c.putBulk(ls[:maxRun])
+		ls = ls[maxRun:]
+	}
+	c.putBulk(ls)
 }
 
 func (c *Cache) putBulk(ls []*NetBufferList) {
@@ -64,7 +88,6 @@ func (c *Cache) putBulk(ls []*NetBufferList) {
 	} else {
 		c.p.nbls.PutBulk(ls)
 	}
-	clear(ls)
 }
 
 // FreeClone frees a clone made by Clone (FwpsFreeCloneNetBufferList0,
@@ -106,21 +129,23 @@ func (c *Cache) checkFree(l *NetBufferList, wantClone bool) error {
 func (c *Cache) Release(l *NetBufferList) {
 	debugLive(l)
 	if l.pool != c.p {
-		l.pool.front().Release(l)
+		releaseForeign(l)
 		return
 	}
 	// Only a holder can add a hold, and the owner is the last holder when
 	// this reads 0, so a plain load is enough on the fast path. Pairs with
 	// the Add in drop (another goroutine's last dereference).
-	if l.holds.Load() == 0 {
-		c.finish(l)
-		return
-	}
-	if l.holds.Add(releasedBit) == releasedBit {
+	if l.holds.Load() != 0 {
+		if l.holds.Add(releasedBit) != releasedBit {
+			return
+		}
 		l.clearHolds()
-		c.finish(l)
 	}
+	c.finish(l)
 }
+
+// releaseForeign releases an NBL of another pool through that pool.
+func releaseForeign(l *NetBufferList) { l.pool.front().Release(l) }
 
 // ReleaseTo is Release, except that when the NBL would leave, f takes it
 // over instead (f.FinishNetBufferList runs, on the goroutine that dropped
@@ -128,29 +153,34 @@ func (c *Cache) Release(l *NetBufferList) {
 // and no references, f runs at once.
 func (c *Cache) ReleaseTo(l *NetBufferList, f Finisher) {
 	l.finisher = f
+	if f != nil {
+		l.slow |= slowFinisher
+	}
 	c.Release(l)
 }
 
 // ReleaseBurst releases every NBL of nbls.
 //
-// NBLs with nothing holding them, no finisher and no parent go back in one
-// bulk put after their originators are told (a BatchOriginator once per run
-// of its NBLs); the others take Release's way.
+// Runs of NBLs with nothing holding them, no finisher and no parent go back
+// in one bulk put each after their originators are told (a BatchOriginator
+// once per run of its NBLs, with that part of nbls as its slice); the
+// others take Release's way.
 func (c *Cache) ReleaseBurst(nbls []*NetBufferList) {
-	bulk := c.bulk[:0]
-	for _, l := range nbls {
+	p := c.p
+	start := 0
+	for i, l := range nbls {
 		debugLive(l)
-		if l.pool != c.p || l.holds.Load() != 0 || l.finisher != nil || l.parent != nil || !l.plain() {
-			c.Release(l)
-			continue
+		if l.pool == p {
+			// holds first: once it reads 0, slow is the caller's to read.
+			if h := l.holds.Load(); h|int32(l.slow) == 0 {
+				continue
+			}
 		}
-		bulk = append(bulk, l)
-		if len(bulk) == cap(bulk) {
-			c.returnBulk(bulk)
-			bulk = bulk[:0]
-		}
+		c.returnRun(nbls[start:i])
+		start = i + 1
+		c.Release(l)
 	}
-	c.returnBulk(bulk)
+	c.returnRun(nbls[start:])
 }
 
 // DereferenceBurst drops one reference from each NBL of nbls, as
@@ -160,37 +190,92 @@ func (c *Cache) ReleaseBurst(nbls []*NetBufferList) {
 // does, on an NBL without a reference to drop; the NBLs before it have been
 // dereferenced.
 func (c *Cache) DereferenceBurst(nbls []*NetBufferList) {
-	bulk := c.bulk[:0]
-	for _, l := range nbls {
+	p := c.p
+	// The staging slice is taken from c while in use, so that a finisher
+	// that dereferences a burst through c has its own.
+	r := leavers{c: c, nbls: nbls, bulk: c.bulk[:0]}
+	c.bulk = nil
+	for i, l := range nbls {
 		debugLive(l)
-		if l.pool != c.p {
+		if l.pool != p {
 			l.Dereference()
 			continue
 		}
-		if l.holds.Load()/holdUnit <= l.childRefs.Load() {
-			c.returnBulk(bulk)
+		if l.holds.Load() < holdUnit*(l.childRefs.Load()+1) {
+			r.flush()
 			panic("nbl: Dereference without a matching Reference")
 		}
 		if l.holds.Add(-holdUnit) != releasedBit {
 			continue
 		}
 		l.clearHolds()
-		if l.finisher != nil || l.parent != nil || !l.plain() {
-			c.finish(l)
+		if l.slow == 0 && r.end == i {
+			r.end = i + 1 // the usual case: the run in place grows
 			continue
 		}
+		r.add(i, l)
+	}
+	r.flush()
+}
+
+// leavers gathers the NBLs of a DereferenceBurst that leave, to go back
+// together: while those on the fast path are consecutive in nbls, as
+// nbls[start:end]; after a gap, in bulk. One of the two is empty.
+type leavers struct {
+	c          *Cache
+	nbls       []*NetBufferList
+	start, end int
+	bulk       []*NetBufferList // the cache's staging slice, cap maxRun
+}
+
+// add takes nbls[i], which left, unless it extends nbls[start:end].
+func (r *leavers) add(i int, l *NetBufferList) {
+	c := r.c
+	switch {
+	case l.slow != 0:
+		c.finish(l)
+	case r.start == r.end && len(r.bulk) == 0:
+		r.start, r.end = i, i+1
+	default:
+		bulk := r.bulk
+		if r.start != r.end {
+			if run := r.nbls[r.start:r.end]; len(run) >= maxRun {
+				c.returnRun(run)
+			} else {
+				bulk = append(bulk, run...)
+			}
+			r.start, r.end = 0, 0
+		}
 		bulk = append(bulk, l)
-		if len(bulk) == cap(bulk) {
+		if len(bulk) >= maxRun {
 			c.returnBulk(bulk)
 			bulk = bulk[:0]
 		}
+		r.bulk = bulk
 	}
-	c.returnBulk(bulk)
 }
 
-// returnBulk tells the originators of ls, scrubs the descriptors and puts
-// them back in one bulk put.
+// flush sends back what add gathered and gives the staging slice back to
+// the cache.
+func (r *leavers) flush() {
+	r.c.returnRun(r.nbls[r.start:r.end])
+	r.c.returnBulk(r.bulk)
+	r.start, r.end = 0, 0
+	r.c.bulk = r.bulk[:0]
+}
+
+// returnBulk is returnRun for NBLs gathered in c.bulk, which it clears.
 func (c *Cache) returnBulk(ls []*NetBufferList) {
+	c.returnRun(ls)
+	clear(ls)
+}
+
+// returnRun tells the originators of ls, NBLs on the fast path that
+// nothing holds any more, then scrubs them and puts them back in bulk.
+func (c *Cache) returnRun(ls []*NetBufferList) {
+	if len(ls) == 0 {
+		return
+	}
 	for i := 0; i < len(ls); {
 		o := ls[i].Originator
 		b, ok := o.(BatchOriginator)
@@ -201,19 +286,42 @@ func (c *Cache) returnBulk(ls []*NetBufferList) {
 			i++
 			continue
 		}
-		// A BatchOriginator's type is comparable (see its doc).
-		j := i + 1
-		for j < len(ls) && ls[j].Originator == o {
-			j++
+		i += batchRun(b, o, ls[i:])
+	}
+	c.putRun(ls)
+}
+
+// batchRun tells b, the originator o of ls[0], of the run of NBLs at the
+// start of ls that it originated, and returns their number.
+func batchRun(b BatchOriginator, o Originator, ls []*NetBufferList) int {
+	// A BatchOriginator's type is comparable (see its doc). The same two
+	// words are the same value, without a call; other values of the same
+	// type are compared as interfaces.
+	w := originatorWords(&ls[0].Originator)
+	n := 1 + sameWords(ls[1:], w)
+	for n < len(ls) && originatorWords(&ls[n].Originator).tab == w.tab && ls[n].Originator == o {
+		n++
+		n += sameWords(ls[n:], w)
+	}
+	b.ReturnNetBufferLists(ls[:n])
+	return n
+}
+
+// ifaceWords is the layout of an interface value: its type word and its
+// data word.
+type ifaceWords struct{ tab, data unsafe.Pointer }
+
+func originatorWords(o *Originator) ifaceWords { return *(*ifaceWords)(unsafe.Pointer(o)) }
+
+// sameWords returns the number of NBLs at the start of ls whose Originator
+// has the words w.
+func sameWords(ls []*NetBufferList, w ifaceWords) int {
+	for i, l := range ls {
+		if originatorWords(&l.Originator) != w {
+			return i
 		}
-		b.ReturnNetBufferLists(ls[i:j])
-		i = j
 	}
-	for _, l := range ls {
-		l.scrub()
-		debugFreed(l)
-	}
-	c.putBulk(ls)
+	return len(ls)
 }
 
 // Reference takes a reference that keeps l from being released
@@ -251,8 +359,7 @@ func (c *Cache) Dereference(l *NetBufferList) {
 // it with the clones, which is exact when no clone is made or freed at the
 // same moment (a misuse check, not a synchronisation).
 func (c *Cache) dereference(l *NetBufferList) {
-	h := l.holds.Load()
-	if h/holdUnit <= l.childRefs.Load() {
+	if l.holds.Load() < holdUnit*(l.childRefs.Load()+1) {
 		panic("nbl: Dereference without a matching Reference")
 	}
 	c.drop(l)
@@ -290,6 +397,7 @@ func (l *NetBufferList) clearHolds() {
 func (c *Cache) finish(l *NetBufferList) {
 	if f := l.finisher; f != nil {
 		l.finisher = nil
+		l.slow &^= slowFinisher
 		f.FinishNetBufferList(l)
 		return
 	}
@@ -310,8 +418,13 @@ func (c *Cache) finish(l *NetBufferList) {
 
 // recycle returns the descriptor and everything the pool lent it.
 func (c *Cache) recycle(l *NetBufferList) {
-	if !l.plain() {
-		c.p.freeExtras(l)
+	if l.slow != 0 {
+		if !l.plain() {
+			c.p.freeExtras(l)
+		}
+		l.parent = nil
+		l.finisher = nil
+		l.restoreShape()
 	}
 	l.scrub()
 	debugFreed(l)
@@ -319,8 +432,10 @@ func (c *Cache) recycle(l *NetBufferList) {
 }
 
 // scrub clears every field of a descriptor that holds a reference, so that
-// a free descriptor keeps nothing alive for the garbage collector; reset,
-// at the next allocation, relies on it.
+// a free descriptor keeps nothing alive for the garbage collector, and
+// points the built-in MDL back at the descriptor's frame; reset, at the
+// next allocation, relies on it. The parent and the finisher are nil
+// already: slow is 0 (recycle clears them otherwise).
 func (l *NetBufferList) scrub() {
 	if l.Scratch != nil || l.SourceHandle != nil {
 		l.Scratch, l.SourceHandle = nil, nil
@@ -329,9 +444,9 @@ func (l *NetBufferList) scrub() {
 		*c = Completion{}
 	}
 	l.Originator = nil
-	l.parent = nil
-	l.finisher = nil
-	l.mdl.buf = nil
+	if l.mdl.kind != mdlFrame {
+		l.mdl.buf, l.mdl.kind = l.frame, mdlFrame
+	}
 	// Every tag the inject package writes has a handle: test that word
 	// alone, to leave the tag's cache lines alone on the untagged path.
 	if l.Tag.Handle != 0 {
@@ -386,6 +501,7 @@ func (c *Cache) Clone(orig *NetBufferList) (*NetBufferList, error) {
 		return nil, ErrResources
 	}
 	cl.reset()
+	cl.slow |= slowShape
 	cl.clone = true
 	cl.context = nil
 	cl.NblFlags = orig.NblFlags

@@ -46,7 +46,9 @@ type Originator interface {
 // BatchOriginator is an Originator that also takes back a run of its NBLs
 // in one call: Cache.ReleaseBurst hands it each run of consecutive NBLs it
 // originated, instead of one call per NBL. The slice is valid only during
-// the call, and the same rules as for ReturnNetBufferList apply to each NBL.
+// the call and must not be changed (it may be part of the slice given to
+// ReleaseBurst or DereferenceBurst), and the same rules as for
+// ReturnNetBufferList apply to each NBL.
 // Its dynamic type must be comparable (a pointer, as a port is): runs are
 // found by comparing the NBLs' Originator values.
 type BatchOriginator interface {
@@ -192,6 +194,12 @@ type NetBufferList struct {
 	holds atomic.Int32
 	index int32
 	clone bool
+	// slow is nonzero when the NBL must take the general release path:
+	// slowShape once anything but Allocate's single NetBuffer over the
+	// built-in MDL was made (a clone, a prepended MDL, an extra
+	// NetBuffer, a caller's chain), slowFinisher while a finisher waits.
+	// The writers set it; only recycle clears slowShape.
+	slow uint8
 
 	// Originator receives the NBL when it is released; nil means its pool.
 	Originator Originator

@@ -181,7 +181,7 @@ func NewPool(cfg Config) (*Pool, error) {
 		p.closeSlabs()
 		return nil, err
 	}
-	p.shared = &Cache{p: p, bulk: make([]*NetBufferList, 0, 64)}
+	p.shared = &Cache{p: p, bulk: make([]*NetBufferList, 0, maxRun)}
 	return p, nil
 }
 
@@ -196,6 +196,8 @@ func (p *Pool) initNBL(i int, l *NetBufferList) {
 		l.frame = p.frames.Frame(i)
 	}
 	l.ctx.Size = uint16(cs)
+	l.mdl.buf, l.mdl.kind = l.frame, mdlFrame
+	l.restoreShape()
 }
 
 func (p *Pool) closeSlabs() {
@@ -258,7 +260,7 @@ func (p *Pool) NewCache(size int) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Cache{p: p, c: c, bulk: make([]*NetBufferList, 0, 64)}, nil
+	return &Cache{p: p, c: c, bulk: make([]*NetBufferList, 0, maxRun)}, nil
 }
 
 // The Pool methods below are the Cache methods through the shared ring (or
@@ -297,7 +299,7 @@ func (p *Pool) FreeClone(clone *NetBufferList) error { return p.front().FreeClon
 type Cache struct {
 	p    *Pool
 	c    *pool.Cache[NetBufferList] // nil for the pool's shared front
-	bulk []*NetBufferList           // FreeBurst's staging, per cache
+	bulk []*NetBufferList           // DereferenceBurst's leavers after a gap
 }
 
 // Pool returns the cache's pool.
@@ -325,10 +327,13 @@ func (c *Cache) put(l *NetBufferList) {
 	c.p.nbls.Put(l)
 }
 
-// reset prepares a descriptor taken from the free stack. The fields that
-// hold references (Scratch, SourceHandle, Completion, Originator, the
-// parent, the tag's contexts) were cleared when it was recycled, so that a
-// free descriptor keeps nothing alive; reset sets the rest.
+// reset prepares a descriptor taken from the free stack. A free
+// descriptor has the shape restoreShape gives it (its one NetBuffer over
+// its built-in MDL, which describes its own frame, its context, slow 0) and
+// holds no reference (Scratch, SourceHandle, Completion, Originator, the
+// parent, the finisher and the tag's contexts were cleared when it was
+// recycled, so that it keeps nothing alive); reset sets the rest, the
+// fields its users write directly.
 func (l *NetBufferList) reset() {
 	debugAllocated(l)
 	l.Next = nil
@@ -336,22 +341,26 @@ func (l *NetBufferList) reset() {
 	l.NblFlags = 0
 	l.Info = Info{}
 	l.OriginatorContext = 0
-	l.clone = false
+	l.ctx.Offset = l.ctx.Size
+	l.nb.ChecksumBias = 0
+	// Next is exported: a caller may have linked a NetBuffer the shape
+	// bits do not know of. The descriptor leaves with its own alone.
+	l.nb.Next = nil
+}
+
+// restoreShape gives a descriptor the shape every free descriptor has:
+// the built-in NetBuffer alone, over the built-in MDL alone, and its
+// context. The built-in MDL's memory is left to scrub.
+func (l *NetBufferList) restoreShape() {
 	l.firstNB = &l.nb
 	l.context = &l.ctx
-	l.ctx.Offset = l.ctx.Size
+	l.clone = false
+	l.slow = 0
 	nb := &l.nb
 	nb.Next = nil
-	nb.ChecksumBias = 0
 	nb.mdlChain = &l.mdl
 	nb.currentMdl = &l.mdl
 	l.mdl.next = nil
-}
-
-// frame points the embedded MDL at the descriptor's own frame.
-func (l *NetBufferList) useFrame() {
-	l.mdl.buf = l.frame
-	l.mdl.kind = mdlFrame
 }
 
 // Allocate takes an NBL whose single NetBuffer describes the descriptor's
@@ -368,7 +377,6 @@ func (c *Cache) Allocate(dataOffset, dataLength int) (*NetBufferList, error) {
 		return nil, ErrResources
 	}
 	l.reset()
-	l.useFrame()
 	l.nb.dataOffset = uint32(dataOffset)
 	l.nb.dataLength = uint32(dataLength)
 	l.nb.currentMdlOffset = uint32(dataOffset)
@@ -408,8 +416,8 @@ func (c *Cache) AllocateBurst(out []*NetBufferList, dataLength int) int {
 		out = out[:n]
 	}
 	for _, l := range out {
+		// The built-in MDL of a free descriptor describes its frame.
 		l.reset()
-		l.useFrame()
 		l.nb.dataOffset = uint32(headroom)
 		l.nb.dataLength = uint32(dataLength)
 		l.nb.currentMdlOffset = uint32(headroom)
@@ -431,10 +439,10 @@ func (c *Cache) AllocateAround(buf []byte, dataOffset, dataLength int) (*NetBuff
 	}
 	l.reset()
 	if buf == nil {
+		l.slow |= slowShape
 		l.nb.mdlChain = nil
 		l.nb.currentMdl = nil
 		l.nb.dataOffset, l.nb.dataLength, l.nb.currentMdlOffset = 0, 0, 0
-		l.mdl.buf = nil
 		return l, nil
 	}
 	l.mdl.buf = buf

@@ -17,8 +17,14 @@ package nbl_test
 //     and a clone's cells are its parent's, so a write through either must
 //     show through both, and a write must show nowhere else;
 //   - ChildRefCount, RefCount and Parent match, the pool's extra NetBuffers
-//     and MDLs in use match, and the Originator has been told exactly once
-//     about each NBL that left, and never about one still alive.
+//     and MDLs in use match, and the Originator (plain or batch) has been
+//     told exactly once about each NBL that left, and never about one still
+//     alive; the finisher of an NBL released with ReleaseTo ran exactly once
+//     when it left.
+//
+// The bits above the opcode in an operation's first byte choose the burst
+// forms: ReleaseBurst, FreeBurst and DereferenceBurst over several NBLs
+// (0x10), ReleaseTo with a finisher (0x20, Release only).
 //
 // At the end everything is released in a valid order and the pool must be
 // full.
@@ -103,6 +109,8 @@ func (nb *mnb) data() []*cell {
 // mnbl models one NBL.
 type mnbl struct {
 	id         uint64
+	finisher   bool // released with ReleaseTo
+	finished   int  // the finisher's runs when it left
 	l          *nbl.NetBufferList
 	nbs        []*mnb
 	parent     *mnbl
@@ -124,6 +132,8 @@ type driver struct {
 	p    *nbl.Pool
 	c    *nbl.Cache
 	o    *countingOriginator
+	bo   *batchCountingOriginator // the same counts, told in runs
+	f    *releasingFinisher
 	all  []*mnbl // every NBL ever allocated, for the final originator check
 	live []*mnbl
 	left []*mnbl // NBLs that left since the last check
@@ -142,7 +152,57 @@ func newDriver(tb testing.TB, src []byte) *driver {
 		NBLs: fzNBLs, FrameSize: fzFrame, Headroom: fzHeadroom,
 		ExtraNetBuffers: fzExtraNBs, ExtraMdls: fzExtraMdls, HeaderBufferSize: fzHBS, ContextSize: fzCtx,
 	})
-	return &driver{tb: tb, p: p, c: newCache(tb, p, 4), o: newCountingOriginator(), src: src}
+	d := &driver{tb: tb, p: p, c: newCache(tb, p, 4), o: newCountingOriginator(), src: src}
+	d.bo = &batchCountingOriginator{countingOriginator: d.o}
+	d.f = &releasingFinisher{c: d.c, calls: make(map[*nbl.NetBufferList]int)}
+	return d
+}
+
+// batchCountingOriginator counts into a countingOriginator, one run at a
+// time, and counts the NBLs of a run that it did not originate.
+type batchCountingOriginator struct {
+	*countingOriginator
+	foreign int
+}
+
+func (o *batchCountingOriginator) ReturnNetBufferLists(ls []*nbl.NetBufferList) {
+	for _, l := range ls {
+		if l.Originator != nbl.Originator(o) {
+			o.foreign++
+		}
+		o.ReturnNetBufferList(l)
+	}
+}
+
+// releasingFinisher counts the NBLs it takes over and releases each at once,
+// as a completion would.
+type releasingFinisher struct {
+	c     *nbl.Cache
+	calls map[*nbl.NetBufferList]int
+}
+
+func (f *releasingFinisher) FinishNetBufferList(l *nbl.NetBufferList) {
+	f.calls[l]++
+	f.c.Release(l)
+}
+
+// pickN picks up to n distinct NBLs of ms.
+func (d *driver) pickN(ms []*mnbl, n int) []*mnbl {
+	var out []*mnbl
+	for len(ms) > 0 && len(out) < n {
+		i := d.b() % len(ms)
+		out = append(out, ms[i])
+		ms = append(ms[:i:i], ms[i+1:]...)
+	}
+	return out
+}
+
+func nblsOf(ms []*mnbl) []*nbl.NetBufferList {
+	ls := make([]*nbl.NetBufferList, len(ms))
+	for i, m := range ms {
+		ls[i] = m.l
+	}
+	return ls
 }
 
 func (d *driver) more() bool { return d.pos < len(d.src) && d.step < fzMaxOps }
@@ -220,7 +280,9 @@ func (d *driver) wantErr(what string, err, want error) {
 
 func (d *driver) op() {
 	d.tb.Helper()
-	switch op := d.b() % 16; op {
+	code := d.b()
+	burst := code&0x10 != 0
+	switch op := code % 16; op {
 	case 0, 1:
 		d.opAllocate(op == 0)
 	case 2:
@@ -238,7 +300,11 @@ func (d *driver) op() {
 			m.refs++
 		}
 	case 7:
-		d.opDereference()
+		if burst {
+			d.opDereferenceBurst()
+		} else {
+			d.opDereference()
+		}
 	case 8:
 		d.opRetreat()
 	case 9:
@@ -246,9 +312,20 @@ func (d *driver) op() {
 	case 10:
 		d.opCopyIn()
 	case 11:
-		d.opRelease()
+		switch {
+		case code&0x20 != 0:
+			d.opReleaseTo()
+		case burst:
+			d.opReleaseBurst()
+		default:
+			d.opRelease()
+		}
 	case 12:
-		d.opFree()
+		if burst {
+			d.opFreeBurst()
+		} else {
+			d.opFree()
+		}
 	case 13:
 		d.opFreeClone()
 	case 14:
@@ -261,8 +338,11 @@ func (d *driver) op() {
 func (d *driver) newNBL(l *nbl.NetBufferList, nbs []*mnb) *mnbl {
 	d.id++
 	m := &mnbl{id: d.id, l: l, nbs: nbs}
-	if d.b()&1 == 1 && !l.IsClone() {
+	if v := d.b(); v&1 == 1 && !l.IsClone() {
 		l.Originator, l.OriginatorContext = d.o, m.id
+		if v&2 != 0 {
+			l.Originator = d.bo
+		}
 		m.originator = true
 	}
 	d.live = append(d.live, m)
@@ -509,6 +589,39 @@ func (d *driver) opDereference() {
 	d.maybeLeave(m)
 }
 
+func (d *driver) opDereferenceBurst() {
+	// Up to 4 references, an NBL as often as it has references.
+	var slots []*mnbl
+	for _, m := range d.filter((*mnbl).accessible) {
+		for range min(m.refs, 2) {
+			slots = append(slots, m)
+		}
+	}
+	ms := d.pickN(slots, 1+d.b()%4)
+	if len(ms) == 0 {
+		return
+	}
+	d.logf("DereferenceBurst(%s)", ids(ms))
+	d.c.DereferenceBurst(nblsOf(ms))
+	for _, m := range ms {
+		m.refs--
+	}
+	for _, m := range ms {
+		d.maybeLeave(m)
+	}
+}
+
+func ids(ms []*mnbl) string {
+	var b strings.Builder
+	for i, m := range ms {
+		if i > 0 {
+			b.WriteString(" ")
+		}
+		fmt.Fprintf(&b, "#%d", m.id)
+	}
+	return b.String()
+}
+
 func (d *driver) pickNB(m *mnbl) (*mnb, *nbl.NetBuffer) {
 	i := d.b() % len(m.nbs)
 	nb := m.l.FirstNetBuffer()
@@ -681,6 +794,46 @@ func (d *driver) opRelease() {
 	d.maybeLeave(m)
 }
 
+func (d *driver) opReleaseTo() {
+	m := d.pick(d.filter(func(m *mnbl) bool { return !m.released && !m.clone }))
+	if m == nil {
+		return
+	}
+	d.logf("ReleaseTo(#%d) refs=%d children=%d", m.id, m.refs, m.children)
+	d.c.ReleaseTo(m.l, d.f)
+	m.released = true
+	m.finisher = true
+	d.maybeLeave(m)
+}
+
+func (d *driver) opReleaseBurst() {
+	ms := d.pickN(d.filter(func(m *mnbl) bool { return !m.released && !m.clone }), 1+d.b()%5)
+	if len(ms) == 0 {
+		return
+	}
+	d.logf("ReleaseBurst(%s)", ids(ms))
+	d.c.ReleaseBurst(nblsOf(ms))
+	for _, m := range ms {
+		m.released = true
+		d.maybeLeave(m)
+	}
+}
+
+func (d *driver) opFreeBurst() {
+	ms := d.pickN(d.filter(func(m *mnbl) bool { return !m.released && !m.clone && m.refs == 0 && m.children == 0 }), 1+d.b()%5)
+	if len(ms) == 0 {
+		return
+	}
+	d.logf("FreeBurst(%s)", ids(ms))
+	if n, err := d.c.FreeBurst(nblsOf(ms)); n != len(ms) || err != nil {
+		d.fatalf("FreeBurst = %d, %v; want %d, nil", n, err, len(ms))
+	}
+	for _, m := range ms {
+		m.released = true
+		d.maybeLeave(m)
+	}
+}
+
 func (d *driver) opFree() {
 	m := d.pick(d.filter(func(m *mnbl) bool { return !m.released }))
 	if m == nil {
@@ -781,6 +934,11 @@ func (d *driver) maybeLeave(m *mnbl) {
 		return
 	}
 	m.gone = true
+	if m.finisher {
+		// The descriptor may come back as another NBL: its count moves here.
+		m.finished = d.f.calls[m.l]
+		delete(d.f.calls, m.l)
+	}
 	d.left = append(d.left, m)
 	for _, nb := range m.nbs {
 		if nb.extra {
@@ -842,6 +1000,9 @@ func (d *driver) check() {
 	if nbs != d.extraNBs || mdls != d.extraMdls {
 		d.fatalf("extras in use: %d NetBuffers, %d MDLs; the model says %d and %d", nbs, mdls, d.extraNBs, d.extraMdls)
 	}
+	if d.bo.foreign != 0 {
+		d.fatalf("the batch originator was handed %d NBLs it did not originate", d.bo.foreign)
+	}
 	d.checkOriginator(d.live)
 	d.checkOriginator(d.left)
 	d.left = d.left[:0]
@@ -858,6 +1019,12 @@ func (d *driver) checkOriginator(ms []*mnbl) {
 		}
 		if got := d.o.count(m.id); got != want {
 			d.fatalf("#%d (gone %v): Originator told %d times, want %d", m.id, m.gone, got, want)
+		}
+		if got := d.f.calls[m.l]; !m.gone && got != 0 {
+			d.fatalf("#%d: finisher ran %d times while it is alive", m.id, got)
+		}
+		if m.finisher && m.gone && m.finished != 1 {
+			d.fatalf("#%d: finisher ran %d times, want 1", m.id, m.finished)
 		}
 	}
 }
