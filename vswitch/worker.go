@@ -247,6 +247,7 @@ func (w *worker) step() bool {
 		}
 		moved = true
 		w.ingressBurst(w.burst[:n], -1, true)
+		w.flushFree()
 		clear(w.burst[:n])
 	}
 	// Backpressure: while the injection ring is more than half full, take
@@ -275,6 +276,9 @@ func (w *worker) step() bool {
 			bytes += uint64(l.FirstNetBuffer().DataLength())
 		}
 		w.ingressBurst(w.burst[:n], p.idx, false)
+		// What the burst dropped or absorbed goes back before the next
+		// port receives: ports may share a pool.
+		w.flushFree()
 		w.count(p.idx, cRxPackets, uint64(n))
 		w.count(p.idx, cRxBytes, bytes)
 		clear(w.burst[:n])
@@ -289,6 +293,7 @@ func (w *worker) step() bool {
 		ls := w.local
 		w.local = w.localNext
 		w.ingressBurst(ls, -1, true)
+		w.flushFree()
 		clear(ls)
 		w.localNext = ls[:0]
 	}
@@ -298,6 +303,7 @@ func (w *worker) step() bool {
 			moved = true
 		}
 	}
+	w.flushFree()
 	w.cq.Flush()
 	return moved
 }
@@ -395,12 +401,13 @@ func (w *worker) count(idx, c int, n uint64) {
 	w.counts[idx][c] += n
 }
 
-// drop completes a frame that goes no further and counts it.
+// drop completes a frame that goes no further and counts it. A frame the
+// switch owns is released with the others of its burst (releaseLater).
 func (w *worker) drop(l *nbl.NetBufferList, idx int, r DropReason, st inject.Status) {
 	w.count(idx, cDrop0+int(r), 1)
 	if l.Completion.Owner == nil {
 		l.Status = st
-		w.release(l)
+		w.releaseLater(l)
 		return
 	}
 	w.cq.Complete(l, st)
@@ -606,6 +613,8 @@ func (w *worker) absorb(l *nbl.NetBufferList, idx int, injected bool) {
 // reference keeps it.
 func (w *worker) finish(l *nbl.NetBufferList, injected bool) {
 	if !injected {
+		// At once, not with the burst (releaseLater): an absorbed frame is
+		// usually held, and its release is only marked.
 		w.release(l)
 		return
 	}
@@ -632,6 +641,13 @@ func shared(l *nbl.NetBufferList) bool { return l.IsClone() || l.ChildRefCount()
 func (w *worker) releaseLater(l *nbl.NetBufferList) {
 	w.free = append(w.free, l)
 	if len(w.free) == cap(w.free) {
+		w.releaseNow()
+	}
+}
+
+// flushFree releases what releaseLater gathered.
+func (w *worker) flushFree() {
+	if len(w.free) > 0 {
 		w.releaseNow()
 	}
 }
@@ -1002,6 +1018,7 @@ func (w *worker) drain() {
 		}
 		w.reclaim(p)
 	}
+	w.flushFree()
 	w.cq.Flush()
 }
 
