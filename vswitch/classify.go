@@ -468,7 +468,7 @@ func (w *worker) classify(filters []*Filter, in *IncomingValues, meta *Metadata,
 	w.inIdx = idx
 	rights := FWPS_RIGHT_ACTION_WRITE
 	for _, f := range filters {
-		if !f.matches(in) {
+		if len(f.conds) > 0 && !f.matches(in) {
 			continue
 		}
 		c := f.callout

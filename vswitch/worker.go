@@ -445,7 +445,10 @@ func (w *worker) ingress(l *nbl.NetBufferList, idx int, injected bool) {
 		w.drop(l, idx, DropHopLimit, inject.STATUS_HOPLIMIT_EXCEEDED)
 		return
 	}
-	d := w.header(nb)
+	d, contiguous := nb.Data() // header, inlined: the usual case
+	if !contiguous {
+		d = w.headerCopy(nb)
+	}
 	// An in-frame 802.1Q tag moves out of band: the frame is switched
 	// untagged with its tag in Info.Ieee8021Q, and tagged again on egress
 	// where the port wants it.
@@ -486,7 +489,13 @@ func (w *worker) ingress(l *nbl.NetBufferList, idx int, injected bool) {
 	if idx >= 0 {
 		p = s.ports[idx]
 	}
-	vlan, ok := w.ingressVLAN(l, p)
+	var vlan uint16
+	ok := true
+	if p != nil && p.cfg.Mode == Access && !l.Info.Ieee8021Q.Present {
+		vlan = p.cfg.VLAN // ingressVLAN's usual case, inlined
+	} else {
+		vlan, ok = w.ingressVLAN(l, p)
+	}
 	if !ok {
 		w.drop(l, idx, DropVLANMismatch, nbl.StatusInvalidParameter)
 		return
@@ -554,13 +563,6 @@ func (w *worker) stripTag(l *nbl.NetBufferList, nb *nbl.NetBuffer) bool {
 // ingressVLAN applies the source port's VLAN rules and returns the
 // frame's VLAN.
 func (w *worker) ingressVLAN(l *nbl.NetBufferList, p *port) (uint16, bool) {
-	if p != nil && p.cfg.Mode == Access && !l.Info.Ieee8021Q.Present {
-		return p.cfg.VLAN, true // the usual case, inlined
-	}
-	return w.ingressVLANRules(l, p)
-}
-
-func (w *worker) ingressVLANRules(l *nbl.NetBufferList, p *port) (uint16, bool) {
 	q := &l.Info.Ieee8021Q
 	tagged := q.Present && q.VlanID != 0
 	if p == nil {
