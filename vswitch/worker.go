@@ -452,7 +452,11 @@ func (w *worker) ingress(l *nbl.NetBufferList, idx int, injected bool) {
 	// An in-frame 802.1Q tag moves out of band: the frame is switched
 	// untagged with its tag in Info.Ieee8021Q, and tagged again on egress
 	// where the port wants it.
-	if et := binary.BigEndian.Uint16(d[12:14]); (et == 0x8100 || et == 0x88A8) && !l.Info.Ieee8021Q.Present {
+	if et := binary.BigEndian.Uint16(d[12:14]); et == 0x8100 || et == 0x88A8 {
+		if l.Info.Ieee8021Q.Present {
+			w.dropDoubleTagged(l, idx)
+			return
+		}
 		if len(d) < 18 {
 			w.drop(l, idx, DropMalformed, nbl.StatusInvalidParameter)
 			return
@@ -473,15 +477,8 @@ func (w *worker) ingress(l *nbl.NetBufferList, idx int, injected bool) {
 			return
 		}
 		d = w.header(nb)
-	}
-	if l.Info.Ieee8021Q.Present {
-		// Still tagged under its outer tag: a double-tagged (QinQ) frame.
-		// This switch does not tunnel them: leaving untagged on an access
-		// port or a trunk's native VLAN, its inner tag would put it into
-		// another VLAN beyond the link (VLAN hopping).
 		if et := binary.BigEndian.Uint16(d[12:14]); et == 0x8100 || et == 0x88A8 {
-			s.logf("vswitch: double-tagged frames are dropped (they could hop VLANs)")
-			w.drop(l, idx, DropVLANMismatch, nbl.StatusInvalidParameter)
+			w.dropDoubleTagged(l, idx)
 			return
 		}
 	}
@@ -532,6 +529,15 @@ func (w *worker) ingress(l *nbl.NetBufferList, idx int, injected bool) {
 		}
 	}
 	w.forward(l, d, vlan, idx, injected)
+}
+
+// dropDoubleTagged drops a frame still tagged under its outer tag: a
+// double-tagged (QinQ) frame. This switch does not tunnel them: leaving
+// untagged on an access port or a trunk's native VLAN, its inner tag would
+// put it into another VLAN beyond the link (VLAN hopping).
+func (w *worker) dropDoubleTagged(l *nbl.NetBufferList, idx int) {
+	w.sw.logf("vswitch: double-tagged frames are dropped (they could hop VLANs)")
+	w.drop(l, idx, DropVLANMismatch, nbl.StatusInvalidParameter)
 }
 
 // maxGSOFrame is the largest frame accepted when it carries GSO
@@ -724,9 +730,7 @@ func (w *worker) forward(l *nbl.NetBufferList, d []byte, vlan uint16, src int, i
 				if len(w.eng.egress) == 0 && !needsTag(dp, vlan) {
 					// The usual unicast frame: no egress filter to run
 					// and no tag to write (renderVLAN's other case).
-					if l.Info.Ieee8021Q != (nbl.Ieee8021QInfo{}) {
-						l.Info.Ieee8021Q = nbl.Ieee8021QInfo{}
-					}
+					l.Info.Ieee8021Q = nbl.Ieee8021QInfo{} // one word: cheaper than testing it
 					if w.put(to, l) {
 						w.flushStage(to)
 					}
