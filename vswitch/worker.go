@@ -662,6 +662,14 @@ func (w *worker) flushFree() {
 
 func (w *worker) releaseNow() {
 	ls := w.free
+	w.releaseRuns(ls)
+	clear(ls)
+	w.free = ls[:0]
+}
+
+// releaseRuns releases frames the switch owns, a run of one pool at a
+// time.
+func (w *worker) releaseRuns(ls []*nbl.NetBufferList) {
 	for i := 0; i < len(ls); {
 		p := ls[i].Pool()
 		j := i + 1
@@ -678,8 +686,6 @@ func (w *worker) releaseNow() {
 		}
 		i = j
 	}
-	clear(ls)
-	w.free = ls[:0]
 }
 
 // cacheFor returns the worker's cache for pool p, or nil. The last answer
@@ -972,15 +978,24 @@ func (w *worker) reclaim(p *port) bool {
 			return moved
 		}
 		moved = true
-		for _, l := range w.txbuf[:n] {
-			if l.Completion.Owner == nil {
-				w.releaseLater(l)
-			} else {
+		// Released straight from txbuf, in the runs between injected
+		// frames (those complete).
+		ls := w.txbuf[:n]
+		start := 0
+		for i, l := range ls {
+			if l.Completion.Owner != nil {
+				if start < i {
+					w.releaseRuns(ls[start:i])
+				}
 				w.cq.Complete(l, inject.STATUS_SUCCESS)
+				start = i + 1
 			}
 		}
-		w.releaseNow()
-		clear(w.txbuf[:n])
+		if start < len(ls) {
+			w.releaseRuns(ls[start:])
+		}
+		w.flushFree()
+		clear(ls)
 	}
 }
 
