@@ -526,8 +526,9 @@ func addrType(mac []byte) uint64 {
 }
 
 // initValues fills the fields that do not change from frame to frame, once,
-// in both layers' scratch values; fillCommon then writes only the others.
-// Callouts must not change incoming values (they are an input, as in WFP).
+// in both layers' scratch values and metadata; fillCommon then writes only
+// the others. Callouts must not change incoming values or metadata (they
+// are an input, const in WFP).
 func (w *worker) initValues() {
 	for _, in := range []*IncomingValues{&w.inIngress, &w.inEgress} {
 		v := &in.Values
@@ -557,10 +558,14 @@ func (w *worker) initValues() {
 	v[14] = Value{Type: FWP_BYTE_BLOB_TYPE}
 	v[15] = Value{Type: FWP_UINT32, Uint: uint64(FWP_CONDITION_L2_IS_NATIVE_ETHERNET)}
 	v[16] = Value{Type: FWP_UINT32, Uint: 1}
+	base := FWPS_L2_METADATA_FIELD_ETHERNET_MAC_HEADER_SIZE |
+		FWPS_L2_METADATA_FIELD_VSWITCH_SOURCE_PORT_ID | FWPS_L2_METADATA_FIELD_VSWITCH_SOURCE_NIC_INDEX
+	w.metaIn = Metadata{CurrentL2MetadataValues: base, EthernetMacHeaderSize: 14}
+	w.metaOut = Metadata{CurrentL2MetadataValues: base | FWPS_L2_METADATA_FIELD_VSWITCH_DESTINATION_PORT_ID, EthernetMacHeaderSize: 14}
 }
 
-// fillCommon writes the per-frame fields 0-5 and 9 of in.
-func (w *worker) fillCommon(in *IncomingValues, l *nbl.NetBufferList, d []byte, vlan uint16, src *port) {
+// fillCommon writes the per-frame fields 0-5 and 9 of in, and those of m.
+func (w *worker) fillCommon(in *IncomingValues, m *Metadata, l *nbl.NetBufferList, d []byte, vlan uint16, src *port) {
 	v := &in.Values
 	_ = d[13]
 	v[0].Bytes = d[6:12]
@@ -574,24 +579,15 @@ func (w *worker) fillCommon(in *IncomingValues, l *nbl.NetBufferList, d []byte, 
 	} else {
 		v[9].Bytes = nil
 	}
-	// Field by field: a composite literal assigned through the pointer
-	// costs several times more here (it is built, then copied).
-	m := &w.meta
-	m.CurrentMetadataValues = 0
-	m.CurrentL2MetadataValues = FWPS_L2_METADATA_FIELD_ETHERNET_MAC_HEADER_SIZE |
-		FWPS_L2_METADATA_FIELD_VSWITCH_SOURCE_PORT_ID | FWPS_L2_METADATA_FIELD_VSWITCH_SOURCE_NIC_INDEX
-	m.L2Flags = 0
-	m.EthernetMacHeaderSize = 14
 	m.VSwitchSourcePortID = l.Info.Switch.SourcePortID
 	m.VSwitchSourceNicIndex = l.Info.Switch.SourceNicIndex
-	m.VSwitchDestinationPortID = 0
 	m.Cache = w.cacheFor(l.Pool())
 }
 
 // fillIngress builds the incoming values and metadata of the ingress layer
 // in the worker's scratch space: nothing is allocated.
 func (w *worker) fillIngress(l *nbl.NetBufferList, d []byte, vlan uint16, src *port) {
-	w.fillCommon(&w.inIngress, l, d, vlan, src)
+	w.fillCommon(&w.inIngress, &w.metaIn, l, d, vlan, src)
 }
 
 // fillEgress builds the incoming values and metadata of the egress layer
@@ -602,11 +598,11 @@ func (w *worker) fillEgress(l *nbl.NetBufferList, vlan uint16, p *port, multiDes
 	if i, ok := w.sw.portIndex(l.Info.Switch.SourcePortID); ok {
 		src = w.sw.ports[i]
 	}
-	w.fillCommon(&w.inEgress, l, d, vlan, src)
+	w.fillCommon(&w.inEgress, &w.metaOut, l, d, vlan, src)
 	w.inEgress.Values[12].Bytes = p.name
-	w.meta.CurrentL2MetadataValues |= FWPS_L2_METADATA_FIELD_VSWITCH_DESTINATION_PORT_ID
-	w.meta.VSwitchDestinationPortID = p.cfg.ID
+	w.metaOut.VSwitchDestinationPortID = p.cfg.ID
+	w.metaOut.L2Flags = 0
 	if multiDest {
-		w.meta.L2Flags |= FWPS_L2_INCOMING_FLAG_RECLASSIFY_MULTI_DESTINATION
+		w.metaOut.L2Flags = FWPS_L2_INCOMING_FLAG_RECLASSIFY_MULTI_DESTINATION
 	}
 }

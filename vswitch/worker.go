@@ -55,7 +55,8 @@ type worker struct {
 	now       uint32
 	inIngress IncomingValues
 	inEgress  IncomingValues
-	meta      Metadata
+	metaIn    Metadata // the ingress layer's metadata
+	metaOut   Metadata // the egress layer's
 	out       ClassifyOut
 	hdr       [18]byte
 	loops     uint64
@@ -502,7 +503,7 @@ func (w *worker) ingress(l *nbl.NetBufferList, idx int, injected bool) {
 	}
 	if len(w.eng.ingress) > 0 && (p == nil || p.cfg.ID != 0) {
 		w.fillIngress(l, d, vlan, p)
-		switch w.classify(w.eng.ingress, &w.inIngress, &w.meta, l, idx) {
+		switch w.classify(w.eng.ingress, &w.inIngress, &w.metaIn, l, idx) {
 		case verdictBlock:
 			w.drop(l, idx, DropFilterBlock, STATUS_FWP_BLOCKED)
 			return
@@ -825,7 +826,7 @@ func (w *worker) egress(l *nbl.NetBufferList, to int, vlan uint16, multiDest, in
 	p := s.ports[to]
 	if len(w.eng.egress) > 0 && p.cfg.ID != 0 {
 		w.fillEgress(l, vlan, p, multiDest)
-		switch w.classify(w.eng.egress, &w.inEgress, &w.meta, l, to) {
+		switch w.classify(w.eng.egress, &w.inEgress, &w.metaOut, l, to) {
 		case verdictBlock:
 			w.drop(l, to, DropFilterBlock, STATUS_FWP_BLOCKED)
 			return
