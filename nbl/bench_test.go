@@ -1,6 +1,7 @@
 package nbl_test
 
 import (
+	"runtime"
 	"sync"
 	"testing"
 
@@ -221,6 +222,56 @@ func BenchmarkHeldReleaseDereferenceBurst32(b *testing.B) {
 		c.DereferenceBurst(out)
 	}
 	reportPerPacket(b, 32)
+	if o.n != b.N*32 {
+		b.Fatalf("originator told of %d NBLs, want %d", o.n, b.N*32)
+	}
+	checkFull(b, p, c)
+}
+
+// BenchmarkCloneReinjectBurst32 is the descriptor cost of a callout that
+// clones each frame of a burst and reinjects the clone, as a switch worker
+// runs it: the callout references the original and clones it through the
+// worker's cache; the switch releases the absorbed original (still held);
+// the clone's completion function, which knows only the pool, frees the
+// clone and drops the reference through the pool-level methods, which
+// take the worker's cache lent to the pool; the last drop sends the
+// original back to its originator.
+func BenchmarkCloneReinjectBurst32(b *testing.B) {
+	if runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64" {
+		b.Skip("no cheap goroutine identity on " + runtime.GOARCH)
+	}
+	p, c := benchPool(b)
+	if !c.Lend() {
+		b.Fatal("Lend refused")
+	}
+	o := &benchOrig{}
+	out := make([]*nbl.NetBufferList, 32)
+	clones := make([]*nbl.NetBufferList, 32)
+	b.ReportAllocs()
+	for b.Loop() {
+		if c.AllocateBurst(out, 60) != 32 {
+			b.Fatal("short burst")
+		}
+		for i, l := range out {
+			l.Originator = o
+			l.Reference()
+			cl, err := c.Clone(l)
+			if err != nil {
+				b.Fatal(err)
+			}
+			clones[i] = cl
+			c.Release(l)
+		}
+		for _, cl := range clones {
+			orig := cl.Parent()
+			if err := cl.Pool().FreeClone(cl); err != nil {
+				b.Fatal(err)
+			}
+			orig.Dereference()
+		}
+	}
+	reportPerPacket(b, 32)
+	c.Unlend()
 	if o.n != b.N*32 {
 		b.Fatalf("originator told of %d NBLs, want %d", o.n, b.N*32)
 	}

@@ -96,9 +96,12 @@ func (c *Cache) putBulk(ls []*NetBufferList) {
 // by one. When that was the parent's last hold and its owner has released
 // it, the parent is released too.
 func (c *Cache) FreeClone(clone *NetBufferList) error {
-	if err := c.checkFree(clone, true); err != nil {
-		return err
+	// The checks of checkFree, inline while they pass; checkFree tells
+	// what failed.
+	if clone == nil || clone.pool != c.p || !clone.clone || clone.holds.Load() != 0 {
+		return c.checkFree(clone, true)
 	}
+	debugLive(clone)
 	c.finish(clone)
 	return nil
 }
@@ -339,7 +342,15 @@ func (l *NetBufferList) Reference() {
 // panics (conformance case 51).
 func (l *NetBufferList) Dereference() {
 	debugLive(l)
-	l.pool.front().dereference(l)
+	// dereference, written out: the pool's front is looked up only when
+	// the NBL leaves.
+	if l.holds.Load() < holdUnit*(l.childRefs.Load()+1) {
+		panic("nbl: Dereference without a matching Reference")
+	}
+	if l.holds.Add(-holdUnit) == releasedBit {
+		l.clearHolds()
+		l.pool.front().finish(l)
+	}
 }
 
 // Dereference is NetBufferList.Dereference through the cache: when it drops
@@ -405,7 +416,23 @@ func (c *Cache) finish(l *NetBufferList) {
 		l.Originator.ReturnNetBufferList(l)
 	}
 	parent := l.parent
-	c.recycle(l)
+	// recycle, written out: the usual clone (one NetBuffer over the
+	// built-in MDL) regains its shape with a few stores.
+	if l.slow != 0 {
+		if l.slow == slowShape && l.plain() {
+			l.restorePlain()
+		} else {
+			c.p.restore(l)
+		}
+	}
+	l.scrub()
+	debugFreed(l)
+	// put, written out (a call less).
+	if cc := c.c; cc != nil {
+		cc.Put(l)
+	} else {
+		c.p.nbls.Put(l)
+	}
 	if parent != nil {
 		parent.childRefs.Add(-1)
 		if parent.pool == c.p {
@@ -419,16 +446,34 @@ func (c *Cache) finish(l *NetBufferList) {
 // recycle returns the descriptor and everything the pool lent it.
 func (c *Cache) recycle(l *NetBufferList) {
 	if l.slow != 0 {
-		if !l.plain() {
-			c.p.freeExtras(l)
-		}
-		l.parent = nil
-		l.finisher = nil
-		l.restoreShape()
+		c.p.restore(l)
 	}
 	l.scrub()
 	debugFreed(l)
 	c.put(l)
+}
+
+// restore gives back what the pool lent l beyond its built-in NetBuffer
+// and MDL and gives l the shape of a free descriptor.
+func (p *Pool) restore(l *NetBufferList) {
+	if !l.plain() {
+		p.freeExtras(l)
+	}
+	l.parent = nil
+	l.finisher = nil
+	l.restoreShape()
+}
+
+// restorePlain is restore for a descriptor whose slow is slowShape alone
+// (so it has no finisher) and whose NetBuffer and MDL are the built-in
+// ones alone (plain): of restoreShape, only what a clone changes is left
+// to write; the built-in MDL's memory is left to scrub.
+func (l *NetBufferList) restorePlain() {
+	l.parent = nil
+	l.context = &l.ctx
+	l.clone = false
+	l.slow = 0
+	l.nb.currentMdl = &l.mdl
 }
 
 // scrub clears every field of a descriptor that holds a reference, so that
@@ -496,21 +541,65 @@ func (c *Cache) Clone(orig *NetBufferList) (*NetBufferList, error) {
 		return nil, fmt.Errorf("%w: Clone of nil", ErrInvalidParameter)
 	}
 	debugLive(orig)
-	cl, ok := c.get()
+	// get, written out (a call less).
+	var cl *NetBufferList
+	var ok bool
+	if cc := c.c; cc != nil {
+		cl, ok = cc.Get()
+	} else {
+		cl, ok = c.p.nbls.Get()
+	}
 	if !ok {
 		return nil, ErrResources
 	}
-	cl.reset()
-	cl.slow |= slowShape
-	cl.clone = true
-	cl.context = nil
+	cl.resetClone(orig)
+	// The usual orig: one NetBuffer whose data lies in its current MDL.
+	// The clone's NetBuffer and MDL are then its built-in ones, already
+	// linked as a free descriptor has them; the MDL describes the data.
+	if onb := orig.firstNB; onb != nil && onb.Next == nil && onb.currentMdl != nil {
+		buf := onb.currentMdl.buf
+		off := uint64(onb.currentMdlOffset)
+		if end := off + uint64(onb.dataLength); end <= uint64(len(buf)) {
+			nb := &cl.nb
+			nb.ChecksumBias = onb.ChecksumBias
+			nb.dataOffset, nb.dataLength, nb.currentMdlOffset = 0, onb.dataLength, 0
+			cl.mdl.buf = buf[off:end:end]
+			cl.mdl.kind = mdlMirror
+			cl.parent = orig
+			orig.childRefs.Add(1)
+			orig.holds.Add(holdUnit)
+			return cl, nil
+		}
+	}
+	return c.cloneChain(cl, orig)
+}
+
+// resetClone is reset for a descriptor that becomes a clone of orig: it
+// writes what reset writes, with orig's values where Clone copies them.
+func (cl *NetBufferList) resetClone(orig *NetBufferList) {
+	debugAllocated(cl)
+	cl.Next = nil
+	cl.Status = StatusSuccess
 	cl.NblFlags = orig.NblFlags
 	cl.Info = orig.Info
+	cl.OriginatorContext = 0
+	// A clone has no context: ctx is left alone (reset, at the
+	// descriptor's next allocation, sets its offset).
+	cl.context = nil
+	cl.clone = true
+	cl.slow = slowShape
+	cl.nb.Next = nil
 	cl.SourceHandle = orig.SourceHandle
 	cl.Tag = orig.Tag
+}
+
+// cloneChain is Clone for any other orig: several NetBuffers, or data
+// over several MDLs.
+func (c *Cache) cloneChain(cl, orig *NetBufferList) (*NetBufferList, error) {
 	var prev *NetBuffer
 	for onb := orig.firstNB; onb != nil; onb = onb.Next {
 		var nb *NetBuffer
+		var ok bool
 		if prev == nil {
 			nb = &cl.nb
 		} else {

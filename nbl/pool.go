@@ -96,7 +96,7 @@ type Pool struct {
 
 	// A cache lent to the pool's own methods on one goroutine (Lend):
 	// lentG is that goroutine (goid.G), 0 when none; lent is written and
-	// read by that goroutine only.
+	// read by that goroutine only, and is shared while nothing is lent.
 	lentG atomic.Uintptr
 	lent  *Cache
 }
@@ -104,7 +104,11 @@ type Pool struct {
 // front is the cache the pool's own methods use: one lent by the calling
 // goroutine, else the shared, cache-less front.
 func (p *Pool) front() *Cache {
-	if g := p.lentG.Load(); g != 0 && g == goid.G() {
+	// Small enough to inline. With nothing lent, lent is shared, so that
+	// the one compare does: lentG is then 0, which no goroutine's G is,
+	// or G is 0 too where goroutines cannot be told apart (nothing is
+	// ever lent there).
+	if p.lentG.Load() == goid.G() {
 		return p.lent
 	}
 	return p.shared
@@ -140,7 +144,7 @@ func (c *Cache) Lend() bool {
 func (c *Cache) Unlend() {
 	p := c.p
 	if p.lentG.Load() == goid.G() && p.lent == c {
-		p.lent = nil
+		p.lent = p.shared
 		p.lentG.Store(0)
 	}
 }
@@ -182,6 +186,7 @@ func NewPool(cfg Config) (*Pool, error) {
 		return nil, err
 	}
 	p.shared = &Cache{p: p, bulk: make([]*NetBufferList, 0, maxRun)}
+	p.lent = p.shared
 	return p, nil
 }
 
@@ -291,7 +296,17 @@ func (p *Pool) ReleaseTo(l *NetBufferList, f Finisher) { p.front().ReleaseTo(l, 
 func (p *Pool) Clone(orig *NetBufferList) (*NetBufferList, error) { return p.front().Clone(orig) }
 
 // FreeClone frees a clone; see Cache.FreeClone.
-func (p *Pool) FreeClone(clone *NetBufferList) error { return p.front().FreeClone(clone) }
+func (p *Pool) FreeClone(clone *NetBufferList) error {
+	// Cache.FreeClone, written out: a completion function frees its clone
+	// this way on a worker's packet path.
+	c := p.front()
+	if clone == nil || clone.pool != p || !clone.clone || clone.holds.Load() != 0 {
+		return c.checkFree(clone, true)
+	}
+	debugLive(clone)
+	c.finish(clone)
+	return nil
+}
 
 // Cache is a worker's front to a Pool: allocation and free go through a
 // per-worker stack of descriptors and touch shared memory only in bulk. Not
