@@ -46,14 +46,15 @@ func fromGen() []vswitch.Condition {
 // frames from a generator to a sink (receive, ingress, learning, lookup,
 // egress, transmit, reclaim, completion, return to the port) allocates
 // nothing: with no filters, with a PERMIT filter at both layers, with a
-// callout that absorbs and reinjects each original, and with the inspect
-// sample's clone-and-inject callout.
+// BLOCK filter (the drop path, which releases a burst's frames together),
+// with a callout that absorbs and reinjects each original, and with the
+// inspect sample's clone-and-inject callout.
 func TestStepAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
 	}
 	const burst, warm, runs = 32, 200, 100
-	for _, name := range []string{"no-filters", "permit-filter", "absorb-reinject", "clone-reinject"} {
+	for _, name := range []string{"no-filters", "permit-filter", "block-filter", "absorb-reinject", "clone-reinject"} {
 		t.Run(name, func(t *testing.T) {
 			r := manualRig(t, vswitch.Config{Burst: burst})
 			gen := r.gen(20000, vswitch.PortConfig{ID: 1, Name: "gen"}, udpFrame(t, macN(1), macN(2), 64))
@@ -67,6 +68,8 @@ func TestStepAllocs(t *testing.T) {
 			case "permit-filter":
 				r.filter(&vswitch.Filter{Key: "in", LayerID: ingress, Action: vswitch.FWP_ACTION_PERMIT, Conditions: fromGen()})
 				r.filter(&vswitch.Filter{Key: "out", LayerID: egress, Action: vswitch.FWP_ACTION_PERMIT})
+			case "block-filter":
+				r.filter(&vswitch.Filter{Key: "block", LayerID: ingress, Action: vswitch.FWP_ACTION_BLOCK, Conditions: fromGen()})
 			case "absorb-reinject":
 				h := r.handle()
 				reinj = &reinjector{h: h, swID: r.id.Bytes()}
@@ -91,9 +94,15 @@ func TestStepAllocs(t *testing.T) {
 			for i := 0; i < warm; i++ {
 				r.sw.Step()
 			}
-			before := sink.Stats().Sent
+			// A frame is done when it reaches the sink, or, blocked, when
+			// it is back at the generator.
+			done := func() uint64 { return sink.Stats().Sent }
+			if name == "block-filter" {
+				done = func() uint64 { return gen.Stats().Returned }
+			}
+			before := done()
 			allocs := testing.AllocsPerRun(runs, func() { r.sw.Step() })
-			moved := sink.Stats().Sent - before
+			moved := done() - before
 			if allocs != 0 {
 				t.Errorf("%v allocations per Step", allocs)
 			}
@@ -119,8 +128,15 @@ func TestStepAllocs(t *testing.T) {
 					t.Errorf("%d absorbed and reinjected, %d failed", reinj.absorbed, reinj.failed)
 				}
 			}
-			if got := sink.Stats().Sent; got != 20000 {
-				t.Errorf("sink got %d frames", got)
+			want := uint64(20000)
+			if name == "block-filter" {
+				want = 0
+				if d := r.sw.Stats().Ports[0].Drops[vswitch.DropFilterBlock]; d != 20000 {
+					t.Errorf("%d frames blocked, want 20000", d)
+				}
+			}
+			if got := sink.Stats().Sent; got != want {
+				t.Errorf("sink got %d frames, want %d", got, want)
 			}
 		})
 	}
