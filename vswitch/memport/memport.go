@@ -91,9 +91,18 @@ type Port struct {
 
 	stampN  int
 	sameLen bool // every template has one length
-	lat     []int64
-	latN    atomic.Uint64
+	// short holds each template zero-padded to shortLen bytes when every
+	// template is at most that long: Receive copies the whole block, a few
+	// vector moves instead of a call to memmove. The bytes past a frame's
+	// length land in the descriptor's own frame, behind its data.
+	short [][shortLen]byte
+	lat   []int64
+	latN  atomic.Uint64
 }
+
+// shortLen is the block Receive copies templates of up to that many bytes
+// in (see Port.short).
+const shortLen = 64
 
 var epoch = time.Now()
 
@@ -142,6 +151,12 @@ func New(cfg Config) (*Port, error) {
 	for _, f := range cfg.Frames {
 		p.sameLen = p.sameLen && len(f) == len(cfg.Frames[0])
 	}
+	if len(cfg.Frames) > 0 && p.maxLen <= shortLen {
+		p.short = make([][shortLen]byte, len(cfg.Frames))
+		for i, f := range cfg.Frames {
+			copy(p.short[i][:], f)
+		}
+	}
 	if len(cfg.Frames) > 0 && p.maxLen+p.pool.Config().Headroom > p.pool.Config().FrameSize {
 		return nil, fmt.Errorf("memport: a %d-byte template does not fit the pool's frames", p.maxLen)
 	}
@@ -162,66 +177,95 @@ func (p *Port) Cache() *nbl.Cache { return p.cache }
 
 // Receive implements vswitch.Port: it fills out with the next frames.
 func (p *Port) Receive(out []*nbl.NetBufferList) (int, error) {
-	if len(p.cfg.Frames) == 0 || p.closed.Load() {
+	frames := p.cfg.Frames
+	if len(frames) == 0 || p.closed.Load() {
 		return 0, nil
 	}
-	n := len(out)
-	if p.cfg.Limit > 0 && uint64(n) > p.left {
-		n = int(p.left)
+	want := len(out)
+	if p.cfg.Limit > 0 && uint64(want) > p.left {
+		want = int(p.left)
 	}
 	if p.cfg.MaxInFlight > 0 {
 		inFlight := int(p.generated.Load() - p.returned.Load())
-		n = min(n, max(0, p.cfg.MaxInFlight-inFlight))
+		want = min(want, max(0, p.cfg.MaxInFlight-inFlight))
 	}
-	headroom := p.pool.Config().Headroom
+	if want == 0 {
+		return 0, nil
+	}
+	n := 0
+	next := p.next
 	if p.sameLen {
 		// One length for every template: allocate the burst at once.
-		n = p.cache.AllocateBurst(out[:n], len(p.cfg.Frames[0]))
-		if n < len(out) && (p.cfg.Limit == 0 || uint64(n) < p.left) {
-			p.poolEmpty.Add(1)
+		n = p.cache.AllocateBurst(out[:want], len(frames[0]))
+		switch short := p.short; {
+		case len(short) == 1:
+			// One template: the same block for every frame. (Copied from
+			// an element, not through a pointer: a copy between two
+			// dereferenced array pointers may overlap and calls memmove.)
+			for _, l := range out[:n] {
+				nb := l.FirstNetBuffer()
+				buf, off := nb.CurrentMdl().Bytes(), uint(nb.CurrentMdlOffset())
+				if off+shortLen <= uint(len(buf)) {
+					*(*[shortLen]byte)(buf[off : off+shortLen]) = short[0]
+				} else {
+					d, _ := nb.Data()
+					copy(d, frames[0])
+				}
+				l.Originator = p
+			}
+		case short != nil:
+			for _, l := range out[:n] {
+				nb := l.FirstNetBuffer()
+				buf, off := nb.CurrentMdl().Bytes(), uint(nb.CurrentMdlOffset())
+				if off+shortLen <= uint(len(buf)) && uint(next) < uint(len(short)) {
+					*(*[shortLen]byte)(buf[off : off+shortLen]) = short[next]
+				} else {
+					d, _ := nb.Data()
+					copy(d, frames[next])
+				}
+				if next++; next == len(frames) {
+					next = 0
+				}
+				l.Originator = p
+			}
+		default:
+			for _, l := range out[:n] {
+				d, _ := l.FirstNetBuffer().Data()
+				copy(d, frames[next])
+				if next++; next == len(frames) {
+					next = 0
+				}
+				l.Originator = p
+			}
 		}
-		for _, l := range out[:n] {
-			tpl := p.cfg.Frames[p.next]
-			if p.next++; p.next == len(p.cfg.Frames) {
-				p.next = 0
+	} else {
+		headroom := p.pool.Config().Headroom
+		for ; n < want; n++ {
+			tpl := frames[next]
+			l, err := p.cache.Allocate(headroom, len(tpl))
+			if err != nil {
+				break
 			}
 			d, _ := l.FirstNetBuffer().Data()
 			copy(d, tpl)
+			if next++; next == len(frames) {
+				next = 0
+			}
 			l.Originator = p
-			if p.cfg.StampEvery > 0 {
-				if p.stampN++; p.stampN == p.cfg.StampEvery {
-					p.stampN = 0
-					l.Info.Timestamp = p.cfg.Clock()
-				}
-			}
+			out[n] = l
 		}
-		if p.cfg.Limit > 0 {
-			p.left -= uint64(n)
-		}
-		p.generated.Add(uint64(n))
-		return n, nil
 	}
-	for i := 0; i < n; i++ {
-		tpl := p.cfg.Frames[p.next]
-		l, err := p.cache.Allocate(headroom, len(tpl))
-		if err != nil {
-			p.poolEmpty.Add(1)
-			n = i
-			break
+	p.next = next
+	if n < want {
+		p.poolEmpty.Add(1)
+	}
+	if s := p.cfg.StampEvery; s > 0 {
+		// Frame k of the burst is the StampEvery-th since the last
+		// stamped one when stampN+k+1 is a multiple of StampEvery.
+		for k := s - 1 - p.stampN; k < n; k += s {
+			out[k].Info.Timestamp = p.cfg.Clock()
 		}
-		if p.next++; p.next == len(p.cfg.Frames) {
-			p.next = 0
-		}
-		d, _ := l.FirstNetBuffer().Data()
-		copy(d, tpl)
-		l.Originator = p
-		if p.cfg.StampEvery > 0 {
-			if p.stampN++; p.stampN == p.cfg.StampEvery {
-				p.stampN = 0
-				l.Info.Timestamp = p.cfg.Clock()
-			}
-		}
-		out[i] = l
+		p.stampN = (p.stampN + n) % s
 	}
 	if p.cfg.Limit > 0 {
 		p.left -= uint64(n)
@@ -250,20 +294,35 @@ func (p *Port) Send(in []*nbl.NetBufferList) (int, error) {
 	}
 	var bytes uint64
 	var now int64
-	for _, l := range in[:n] {
-		bytes += uint64(l.FirstNetBuffer().DataLength())
-		if ts := l.Info.Timestamp; ts != 0 && p.lat != nil {
-			if now == 0 {
-				now = p.cfg.Clock()
+	lat := p.lat
+	if p.cfg.OnSend == nil && p.cfg.Capture == 0 {
+		// The usual sink: only bytes and latencies to count.
+		for _, l := range in[:n] {
+			bytes += uint64(l.FirstNetBuffer().DataLength())
+			if ts := l.Info.Timestamp; ts != 0 && lat != nil {
+				if now == 0 {
+					now = p.cfg.Clock()
+				}
+				i := p.latN.Add(1) - 1
+				lat[i%uint64(len(lat))] = now - ts
 			}
-			i := p.latN.Add(1) - 1
-			p.lat[i%uint64(len(p.lat))] = now - ts
 		}
-		if p.cfg.OnSend != nil {
-			p.cfg.OnSend(l)
-		}
-		if p.cfg.Capture > 0 {
-			p.capture(l)
+	} else {
+		for _, l := range in[:n] {
+			bytes += uint64(l.FirstNetBuffer().DataLength())
+			if ts := l.Info.Timestamp; ts != 0 && lat != nil {
+				if now == 0 {
+					now = p.cfg.Clock()
+				}
+				i := p.latN.Add(1) - 1
+				lat[i%uint64(len(lat))] = now - ts
+			}
+			if p.cfg.OnSend != nil {
+				p.cfg.OnSend(l)
+			}
+			if p.cfg.Capture > 0 {
+				p.capture(l)
+			}
 		}
 	}
 	p.txq = append(p.txq, in[:n]...)
@@ -285,11 +344,17 @@ func (p *Port) capture(l *nbl.NetBufferList) {
 }
 
 // Reclaim implements vswitch.Port: everything sent is finished at once.
+// The slots past the queue's length may keep pointers to reclaimed NBLs
+// until a Send overwrites them (clearing them on every Reclaim costs more
+// than the copy); Close clears them.
 func (p *Port) Reclaim(out []*nbl.NetBufferList) int {
 	n := copy(out, p.txq)
-	rest := copy(p.txq, p.txq[n:])
-	clear(p.txq[rest:])
-	p.txq = p.txq[:rest]
+	if n == len(p.txq) {
+		p.txq = p.txq[:0]
+	} else {
+		rest := copy(p.txq, p.txq[n:])
+		p.txq = p.txq[:rest]
+	}
 	p.reclaimed.Add(uint64(n))
 	return n
 }
@@ -305,6 +370,7 @@ func (p *Port) Close() error {
 		return nil
 	}
 	p.cache.Flush()
+	clear(p.txq[len(p.txq):cap(p.txq)])
 	if len(p.txq) > 0 {
 		return fmt.Errorf("%w: %d", ErrNotEmpty, len(p.txq))
 	}
