@@ -276,6 +276,36 @@ func (f *Filter) matches(in *IncomingValues) bool {
 type engine struct {
 	ingress, egress []*Filter // by weight, highest first
 	callouts        map[string]*Callout
+	// Derived from the lists when the snapshot is published (publish):
+	// injectors holds the IDs of the injection handles of the ingress
+	// callouts (for hasInjectorFilter); ingressValues and egressValues
+	// report whether a layer has a filter that reads incoming values (a
+	// condition or a callout): without one, no values are built.
+	injectors                   []uint64
+	ingressValues, egressValues bool
+}
+
+// publish derives n's indexes from its lists and makes it the snapshot
+// workers see. The caller holds e.mu.
+func (e *filterEngine) publish(n *engine) {
+	n.injectors = nil
+	for _, f := range n.ingress {
+		if c := f.callout; c != nil && c.InjectionHandle != nil && !slices.Contains(n.injectors, c.InjectionHandle.ID()) {
+			n.injectors = append(n.injectors, c.InjectionHandle.ID())
+		}
+	}
+	n.ingressValues, n.egressValues = readsValues(n.ingress), readsValues(n.egress)
+	e.snap.Store(n)
+}
+
+// readsValues reports whether a filter of fs has conditions or a callout.
+func readsValues(fs []*Filter) bool {
+	for _, f := range fs {
+		if len(f.conds) > 0 || f.callout != nil {
+			return true
+		}
+	}
+	return false
 }
 
 type filterEngine struct {
@@ -326,7 +356,7 @@ func (s *Switch) RegisterCallout(c *Callout) error {
 	e.calloutN++
 	c.id = e.calloutN
 	n.callouts[c.Key] = c
-	e.snap.Store(n)
+	e.publish(n)
 	return nil
 }
 
@@ -348,7 +378,7 @@ func (s *Switch) UnregisterCallout(key string) error {
 		}
 	}
 	delete(n.callouts, key)
-	e.snap.Store(n)
+	e.publish(n)
 	if c.FlowDelete != nil {
 		c.FlowDelete(FWPS_LAYER_INGRESS_VSWITCH_ETHERNET, c.id, 0)
 	}
@@ -416,7 +446,7 @@ func (s *Switch) AddFilter(f *Filter) (uint64, error) {
 		}
 		return 0
 	})
-	e.snap.Store(n)
+	e.publish(n)
 	return f.id, nil
 }
 
@@ -431,7 +461,7 @@ func (s *Switch) DeleteFilter(key string) error {
 		for i, f := range *list {
 			if f.Key == key {
 				*list = slices.Delete(*list, i, i+1)
-				e.snap.Store(n)
+				e.publish(n)
 				if f.callout != nil && f.callout.Notify != nil {
 					_ = f.callout.Notify(FWPS_CALLOUT_NOTIFY_DELETE_FILTER, f.Key, f)
 				}
@@ -492,9 +522,9 @@ func (w *worker) classify(filters []*Filter, in *IncomingValues, meta *Metadata,
 		out.ActionType, out.OutContext, out.FilterID, out.Rights, out.Flags, out.Reserved = FWP_ACTION_CONTINUE, 0, f.id, rights, 0, 0
 		// Inside the callout, a panic is put on it and on l (see
 		// ingressBurst).
-		w.inCallout, w.inFrame = c, l
+		w.inCallout, w.inFrame, w.calling = c, l, true
 		c.Classify(in, meta, l, c.Context, f, 0, out)
-		w.inCallout, w.inFrame = nil, nil
+		w.calling = false // inCallout and inFrame stay: clearing them costs write barriers
 		switch out.ActionType {
 		case FWP_ACTION_BLOCK:
 			if out.Flags&FWPS_CLASSIFY_OUT_FLAG_ABSORB != 0 {

@@ -65,9 +65,11 @@ type worker struct {
 	pub       [][nCounters]atomic.Uint64
 	pubRights atomic.Uint64
 
-	// Where a callout panic lands (see ingressBurst): the callout running,
-	// the frame it classifies and the port index its drop counts on, and
-	// the original of a flooded frame while its copies are classified.
+	// Where a callout panic lands (see ingressBurst): whether a callout
+	// runs, the last callout called, the frame it classifies and the port
+	// index its drop counts on, and the original of a flooded frame while
+	// its copies are classified.
+	calling   bool
 	inCallout *Callout
 	inFrame   *nbl.NetBufferList
 	inIdx     int
@@ -322,12 +324,12 @@ func (w *worker) step() bool {
 func (w *worker) ingressBurst(ls []*nbl.NetBufferList, idx int, injected bool) {
 	i := 0
 	defer func() {
-		if w.inCallout == nil {
+		if !w.calling {
 			return // no callout running: nothing to recover (or not ours)
 		}
 		r := recover()
 		c, l, at := w.inCallout, w.inFrame, w.inIdx
-		w.inCallout, w.inFrame = nil, nil
+		w.calling, w.inCallout, w.inFrame = false, nil, nil
 		c.panics.Add(1)
 		c.disabled.Store(true)
 		w.sw.logf("vswitch: callout %q panicked and is disabled: %v\n%s", c.Key, r, debug.Stack())
@@ -502,7 +504,9 @@ func (w *worker) ingress(l *nbl.NetBufferList, idx int, injected bool) {
 		s.injectNoFilter.Add(1)
 	}
 	if len(w.eng.ingress) > 0 && (p == nil || p.cfg.ID != 0) {
-		w.fillIngress(l, d, vlan, p)
+		if w.eng.ingressValues {
+			w.fillIngress(l, d, vlan, p)
+		}
 		switch w.classify(w.eng.ingress, &w.inIngress, &w.metaIn, l, idx) {
 		case verdictBlock:
 			w.drop(l, idx, DropFilterBlock, STATUS_FWP_BLOCKED)
@@ -594,8 +598,8 @@ func (w *worker) ingressVLAN(l *nbl.NetBufferList, p *port) (uint16, bool) {
 // hasInjectorFilter reports whether an ingress filter's callout belongs to
 // the handle that injected l (Callout.InjectionHandle).
 func (w *worker) hasInjectorFilter(l *nbl.NetBufferList) bool {
-	for _, f := range w.eng.ingress {
-		if c := f.callout; c != nil && c.InjectionHandle != nil && c.InjectionHandle.ID() == l.Tag.Handle {
+	for _, id := range w.eng.injectors {
+		if id == l.Tag.Handle {
 			return true
 		}
 	}
@@ -825,7 +829,9 @@ func (w *worker) egress(l *nbl.NetBufferList, to int, vlan uint16, multiDest, in
 	s := w.sw
 	p := s.ports[to]
 	if len(w.eng.egress) > 0 && p.cfg.ID != 0 {
-		w.fillEgress(l, vlan, p, multiDest)
+		if w.eng.egressValues {
+			w.fillEgress(l, vlan, p, multiDest)
+		}
 		switch w.classify(w.eng.egress, &w.inEgress, &w.metaOut, l, to) {
 		case verdictBlock:
 			w.drop(l, to, DropFilterBlock, STATUS_FWP_BLOCKED)

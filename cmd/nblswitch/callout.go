@@ -182,7 +182,7 @@ func setupCallout(sw *vswitch.Switch, st *inject.Stack, name string) (*calloutSe
 			return nil, err
 		}
 		cs.reinject = &scenario.Callout{Handle: cs.handle, VSwitchID: sw.ID().Bytes()}
-		if err := sw.RegisterCallout(&vswitch.Callout{Key: "reinject", Classify: cs.reinject.Classify, InjectionHandle: cs.handle}); err != nil {
+		if err := sw.RegisterCallout(cs.reinject.VSwitchCallout("reinject")); err != nil {
 			return nil, errors.Join(err, cs.handle.Destroy())
 		}
 		if err := addFilter("reinject-all", vswitch.FWPS_LAYER_INGRESS_VSWITCH_ETHERNET, "reinject"); err != nil {

@@ -114,7 +114,7 @@ func (k Inspect) Setup(t testing.TB, sw *vswitch.Switch, st *inject.Stack) {
 	t.Cleanup(func() { _ = h.Destroy() }) // after the switch closed
 	id := sw.ID()
 	c := &scenario.Callout{Handle: h, VSwitchID: id.Bytes(), Clone: k == InspectClone}
-	if err := sw.RegisterCallout(&vswitch.Callout{Key: "inspect", Classify: c.Classify, InjectionHandle: h}); err != nil {
+	if err := sw.RegisterCallout(c.VSwitchCallout("inspect")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := sw.AddFilter(&vswitch.Filter{Key: "inspect-all", LayerID: vswitch.FWPS_LAYER_INGRESS_VSWITCH_ETHERNET,

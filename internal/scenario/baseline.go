@@ -365,6 +365,12 @@ func measureBaseline(cfg Config, sent, sentBytes *atomic.Uint64, quit chan struc
 	p0, b0 := sent.Load(), sentBytes.Load()
 	t0 := time.Now()
 	time.Sleep(cfg.Duration)
+	// As in Setup.run: a window so short, or a machine so loaded, that the
+	// stages delivered nothing yet measures nothing; wait for the first
+	// packet, at most 5 s more. Elapsed is the real interval.
+	for end := time.Now().Add(5 * time.Second); sent.Load() == p0 && time.Now().Before(end); {
+		time.Sleep(time.Millisecond)
+	}
 	r.Elapsed = time.Since(t0)
 	r.Packets, r.Bytes = sent.Load()-p0, sentBytes.Load()-b0
 	runtime.ReadMemStats(&ms)

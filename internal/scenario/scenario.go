@@ -194,7 +194,7 @@ func Install(sw *vswitch.Switch, st *inject.Stack, id inject.GUID, k Kind) (*inj
 		return nil, err
 	}
 	c := &Callout{Handle: h, VSwitchID: id.Bytes(), Clone: k == Clone}
-	err = sw.RegisterCallout(&vswitch.Callout{Key: "inspect", Classify: c.Classify, InjectionHandle: h})
+	err = sw.RegisterCallout(c.VSwitchCallout("inspect"))
 	if err == nil {
 		_, err = sw.AddFilter(&vswitch.Filter{Key: "inspect-all", LayerID: vswitch.FWPS_LAYER_INGRESS_VSWITCH_ETHERNET,
 			Action: vswitch.FWP_ACTION_CALLOUT_TERMINATING, CalloutKey: "inspect"})
@@ -224,8 +224,23 @@ type Callout struct {
 	Failed atomic.Uint64
 }
 
-// Classify is the callout's classify function.
-func (c *Callout) Classify(in *vswitch.IncomingValues, meta *vswitch.Metadata, l *nbl.NetBufferList, _ any, _ *vswitch.Filter, _ uint64, out *vswitch.ClassifyOut) {
+// Classify is the callout's classify function, for a registration made by
+// hand; VSwitchCallout registers ClassifyInspect itself, which saves a call.
+func (c *Callout) Classify(in *vswitch.IncomingValues, meta *vswitch.Metadata, l *nbl.NetBufferList, _ any, f *vswitch.Filter, flowContext uint64, out *vswitch.ClassifyOut) {
+	ClassifyInspect(in, meta, l, c, f, flowContext, out)
+}
+
+// VSwitchCallout returns the registration of c under key: ClassifyInspect as the
+// classify function with c as its context, and c's injection handle.
+func (c *Callout) VSwitchCallout(key string) *vswitch.Callout {
+	return &vswitch.Callout{Key: key, Classify: ClassifyInspect, Context: c, InjectionHandle: c.Handle}
+}
+
+// ClassifyInspect is the classify function of a Callout registered with the
+// Callout as its context (VSwitchCallout): a plain function rather than a
+// method value, so the switch calls it with no wrapper in between.
+func ClassifyInspect(in *vswitch.IncomingValues, meta *vswitch.Metadata, l *nbl.NetBufferList, classifyContext any, _ *vswitch.Filter, _ uint64, out *vswitch.ClassifyOut) {
+	c := classifyContext.(*Callout)
 	if out.Rights&vswitch.FWPS_RIGHT_ACTION_WRITE == 0 {
 		return
 	}
