@@ -724,6 +724,27 @@ func (w *worker) release(l *nbl.NetBufferList) {
 // forward looks the destination up and stages the frame (and copies of it,
 // for flooding) for the destination ports.
 func (w *worker) forward(l *nbl.NetBufferList, d []byte, vlan uint16, src int, injected bool) {
+	// The usual frame: unicast to the address the memo holds, on another
+	// port of its VLAN, with no egress filter to run and no tag to write.
+	// It is staged here, in a function with no call before the stage, so
+	// that its arguments stay in registers; every other frame takes
+	// forwardAny (which also handles this case, for a memo miss).
+	if d[0]&1 == 0 {
+		if to := w.lastDst.port; to >= 0 && to != src && w.lastDst.hit(w.sw.fdb, vlan, d[0:6], to, w.now) {
+			if dp := w.sw.ports[to]; dp.carries(vlan) && len(w.eng.egress) == 0 && !needsTag(dp, vlan) {
+				l.Info.Ieee8021Q = nbl.Ieee8021QInfo{}
+				if w.put(to, l) {
+					w.flushStage(to)
+				}
+				return
+			}
+		}
+	}
+	w.forwardAny(l, d, vlan, src, injected)
+}
+
+// forwardAny is forward for any frame.
+func (w *worker) forwardAny(l *nbl.NetBufferList, d []byte, vlan uint16, src int, injected bool) {
 	s := w.sw
 	dests := w.dests[:0]
 	if d[0]&1 == 0 {
