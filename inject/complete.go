@@ -29,15 +29,14 @@ type CompletionQueue struct {
 	dispatch bool
 
 	// Flush state, kept in the queue so a recovered panic can resume.
+	// Every NBL before pos is delivered; those from runStart on belong to
+	// the run of runOwner's NBLs, whose counts endRun updates.
 	flushing bool
 	pos      int
 	runOwner *Handle
-	runCount int
-	// Originals injected with no completion function, whose reference the
-	// flush drops in bursts (derefNow).
-	derefs []*nbl.NetBufferList
+	runStart int
 
-	delivered uint64
+	delivered uint64 // before the flush under way, which adds pos
 	batches   uint64
 	panics    uint64
 }
@@ -55,7 +54,6 @@ func NewCompletionQueue(s *Stack, size int, caches ...*nbl.Cache) (*CompletionQu
 	q := &CompletionQueue{
 		nbls:     make([]*nbl.NetBufferList, 0, size),
 		batch:    make([]*nbl.NetBufferList, 0, size),
-		derefs:   make([]*nbl.NetBufferList, 0, max(size, 64)),
 		dispatch: s.AtDispatch(),
 	}
 	for _, c := range caches {
@@ -119,16 +117,17 @@ func (q *CompletionQueue) Flush() {
 	for q.pos < len(q.nbls) {
 		q.flushFrom()
 	}
-	q.derefNow()
 	q.endRun()
+	q.delivered += uint64(q.pos)
 	clear(q.nbls)
 	q.nbls = q.nbls[:0]
-	q.pos = 0
+	q.pos, q.runStart = 0, 0
 }
 
-// flushFrom delivers completions from q.pos on. Every counter is updated
-// before user code runs, so after a recovered panic Flush simply calls it
-// again to go on with the next NBL.
+// flushFrom delivers completions from q.pos on. q.pos, from which the
+// counters are derived, moves past an NBL before user code runs for it, so
+// after a recovered panic Flush simply calls flushFrom again to go on with
+// the next NBL. The completion is read field by field, not copied whole.
 func (q *CompletionQueue) flushFrom() {
 	defer func() {
 		if r := recover(); r != nil {
@@ -137,37 +136,31 @@ func (q *CompletionQueue) flushFrom() {
 	}()
 	for q.pos < len(q.nbls) {
 		l := q.nbls[q.pos]
-		owner, _ := l.Completion.Owner.(*Handle)
+		c := &l.Completion
+		owner, _ := c.Owner.(*Handle)
 		if owner != q.runOwner {
-			q.endRun()
-			q.runOwner = owner
-		}
-		if owner != nil && l.Completion.Fn == nil && l.Completion.Batch == nil {
-			q.gatherOriginals(owner)
+			// Out of line, and l read again after it: nothing of the
+			// loop need be kept across the call.
+			q.newRun(owner)
 			continue
 		}
-		c := l.Completion
-		l.Completion = nbl.Completion{}
+		fn, batch := c.Fn, c.Batch
+		if owner != nil && fn == nil && batch == nil {
+			q.dropOriginals(owner)
+			continue
+		}
+		ctx := c.Context
+		// Field by field: the write barrier, when on, then needs no call
+		// that would make the loop keep its values on the stack.
+		c.Fn, c.Batch, c.Context, c.Owner = nil, nil, nil, nil
 		if owner == nil {
 			q.pos++
-			q.runCount++
-			q.delivered++
-			if len(q.derefs) > 0 {
-				q.derefNow()
-			}
 			q.release(l, false)
 			continue
 		}
-		// Completions keep their order: the gathered originals leave
-		// before a completion function runs.
-		if len(q.derefs) > 0 {
-			q.derefNow()
-		}
-		if c.Batch == nil {
+		if batch == nil {
 			q.pos++
-			q.runCount++
-			q.delivered++
-			c.Fn(c.Context, l, q.dispatch)
+			fn(ctx, l, q.dispatch)
 			continue
 		}
 		// Gather the following NBLs that share the batch function, its
@@ -176,62 +169,70 @@ func (q *CompletionQueue) flushFrom() {
 		end := q.pos + 1
 		for ; end < len(q.nbls); end++ {
 			m := q.nbls[end]
-			if m.Completion.Batch != c.Batch || m.Completion.Owner != c.Owner || !sameIdentity(m.Completion.Context, c.Context) {
+			if m.Completion.Batch != batch || m.Completion.Owner != any(owner) || !sameIdentity(m.Completion.Context, ctx) {
 				break
 			}
 			m.Completion = nbl.Completion{}
 			q.batch = append(q.batch, m)
 		}
-		n := end - q.pos
 		q.pos = end
-		q.runCount += n
-		q.delivered += uint64(n)
-		c.Batch.Fn(c.Context, q.batch)
+		batch.Fn(ctx, q.batch)
 		clear(q.batch)
 		q.batch = q.batch[:0]
 	}
 }
 
-// gatherOriginals takes the run of NBLs from q.pos on that owner injected
+// dropOriginals takes the run of NBLs from q.pos on that owner injected
 // with no completion function (unaltered originals, the inspect pattern's
-// reinjections) into q.derefs, whose references derefNow drops. It stops
-// at the first other NBL, or when q.derefs is full, and flushes q.derefs
-// then. No user code runs in the loop, so the counters are updated once
-// for the run rather than per NBL, and each NBL is read once.
-func (q *CompletionQueue) gatherOriginals(owner *Handle) {
-	ls, ds := q.nbls, q.derefs
-	i := q.pos
-	for i < len(ls) {
-		l := ls[i]
+// reinjections) and that come from the pool of the first, and drops the
+// reference each injection took over: in one burst through the worker's
+// cache for that pool, one by one without one. The run stops at the first
+// other NBL. q.pos moves past the run, which counts it as delivered,
+// before the references drop: should a Dereference panic (an NBL
+// dereferenced behind the injection's back), the flush goes on after the
+// run and no reference is dropped twice.
+func (q *CompletionQueue) dropOriginals(owner *Handle) {
+	run := q.nbls[q.pos:]
+	p := run[0].Pool()
+	n := 0
+	for _, l := range run {
 		c := &l.Completion
-		if o, _ := c.Owner.(*Handle); o != owner || c.Fn != nil || c.Batch != nil {
+		if o, _ := c.Owner.(*Handle); o != owner || c.Fn != nil || c.Batch != nil || l.Pool() != p {
 			break
 		}
 		*c = nbl.Completion{}
-		ds = append(ds, l)
-		i++
-		if len(ds) == cap(ds) {
-			break
+		n++
+	}
+	run = run[:n]
+	q.pos += n
+	for _, c := range q.caches {
+		if c.Pool() == p {
+			c.DereferenceBurst(run)
+			return
 		}
 	}
-	n := i - q.pos
-	q.derefs = ds
-	q.pos = i
-	q.runCount += n
-	q.delivered += uint64(n)
-	if len(ds) == cap(ds) {
-		q.derefNow()
+	for _, l := range run {
+		l.Dereference()
 	}
 }
 
-// endRun accounts the completions delivered for the current handle: one
-// atomic add to its completed count and one to its pending count.
+// newRun ends the current run and starts one of owner's NBLs.
+//
+//go:noinline
+func (q *CompletionQueue) newRun(owner *Handle) {
+	q.endRun()
+	q.runOwner = owner
+}
+
+// endRun accounts the completions delivered for the current handle, those
+// from q.runStart to q.pos: one atomic add to its completed count and one
+// to its pending count. The next run starts at q.pos.
 func (q *CompletionQueue) endRun() {
-	if q.runOwner != nil && q.runCount > 0 {
-		q.runOwner.completed.Add(uint64(q.runCount))
-		q.runOwner.end(q.runCount)
+	if n := q.pos - q.runStart; q.runOwner != nil && n > 0 {
+		q.runOwner.completed.Add(uint64(n))
+		q.runOwner.end(n)
 	}
-	q.runOwner, q.runCount = nil, 0
+	q.runOwner, q.runStart = nil, q.pos
 }
 
 // release ends the journey of an NBL that has no completion function. An
@@ -261,39 +262,6 @@ func (q *CompletionQueue) release(l *nbl.NetBufferList, injected bool) {
 	p.Release(l)
 }
 
-// derefNow drops the injectors' references on the gathered originals, a
-// run of one pool at a time through the worker's cache for it.
-func (q *CompletionQueue) derefNow() {
-	ls := q.derefs
-	// Taken off the queue first: should a Dereference panic (an NBL
-	// dereferenced behind the injection's back), no other is dropped twice.
-	q.derefs = ls[len(ls):]
-	for i := 0; i < len(ls); {
-		p := ls[i].Pool()
-		j := i + 1
-		for j < len(ls) && ls[j].Pool() == p {
-			j++
-		}
-		var cache *nbl.Cache
-		for _, c := range q.caches {
-			if c.Pool() == p {
-				cache = c
-				break
-			}
-		}
-		if cache != nil {
-			cache.DereferenceBurst(ls[i:j])
-		} else {
-			for _, l := range ls[i:j] {
-				l.Dereference()
-			}
-		}
-		i = j
-	}
-	clear(ls)
-	q.derefs = ls[:0]
-}
-
 // QueueStats are a completion queue's counters.
 type QueueStats struct {
 	Delivered uint64 // completions delivered (NBLs)
@@ -303,7 +271,7 @@ type QueueStats struct {
 
 // Stats returns the queue's counters. Call it on the queue's goroutine.
 func (q *CompletionQueue) Stats() QueueStats {
-	return QueueStats{Delivered: q.delivered, Batches: q.batches, Panics: q.panics}
+	return QueueStats{Delivered: q.delivered + uint64(q.pos), Batches: q.batches, Panics: q.panics}
 }
 
 // sameIdentity reports whether two interface values hold the same dynamic

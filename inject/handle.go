@@ -45,22 +45,24 @@ const (
 type Handle struct {
 	_ noCopy
 
+	// The fields an injection and a completion touch come first, in the
+	// object's first 56 bytes.
 	id     uint64
-	family ADDRESS_FAMILY
 	types  uint32
+	family ADDRESS_FAMILY
 	stack  *Stack
 
 	// pending counts injections accepted and not yet completed. Inject
 	// adds before it checks closing; Destroy sets closing before it reads
 	// pending (both sequentially consistent), so an injection either sees
 	// closing and backs out, or Destroy waits for it.
-	pending atomic.Int64
-	closing atomic.Bool
+	pending   atomic.Int64
+	closing   atomic.Bool
+	completed atomic.Uint64
+
+	refused atomic.Uint64
 	drained chan struct{}
 	once    sync.Once
-
-	completed atomic.Uint64
-	refused   atomic.Uint64
 }
 
 type noCopy struct{}

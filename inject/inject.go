@@ -1,6 +1,7 @@
 package inject
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/nblpipe/nblpipe/nbl"
@@ -81,23 +82,15 @@ func (h *Handle) start(head *nbl.NetBufferList, done Done) (int, error) {
 func (h *Handle) commit(head *nbl.NetBufferList, injectionContext any, done Done) {
 	for l := head; l != nil; l = l.Next {
 		tag(l, h, injectionContext)
-		setCompletion(l, h, done)
+		setCompletion(l, h, &done)
 	}
 }
 
 // setCompletion records in l what its completion must call, and that h
 // injected it.
-func setCompletion(l *nbl.NetBufferList, h *Handle, done Done) {
+func setCompletion(l *nbl.NetBufferList, h *Handle, done *Done) {
 	c := &l.Completion // field by field: cheaper than a composite literal here
 	c.Fn, c.Batch, c.Context, c.Owner = done.Fn, done.Batch, done.Context, h
-}
-
-// acceptsOne reports whether a chain of the one NBL l passes checkChain
-// with done: the same checks, as one expression. It is the fast path's
-// test; when it fails, checkChain runs and says why.
-func acceptsOne(l *nbl.NetBufferList, done Done) bool {
-	return l.Pool() != nil && l.Completion.Owner == nil &&
-		(!done.empty() || !l.IsClone() && l.Originator != nil && l.RefCount() >= 1)
 }
 
 func (h *Handle) refuse(err error) error {
@@ -128,7 +121,66 @@ func (h *Handle) InjectVSwitchIngress(vSwitchID []byte, sourcePortID uint32, sou
 // FwpsInjectvSwitchEthernetIngressAsync0, which calls it directly: its
 // parameters come in the WFP function's order, so that few registers move
 // between the two. done is read, never kept.
+//
+// The inspect pattern reinjects every frame on its own, from the switch
+// worker: a chain of one NBL, into the switch injected into last, with a
+// tag no other handle wrote, is the common case. It is checked, reserved
+// and tagged here inline, with no call before the switch's; anything else,
+// and every fault but a closing handle, takes injectVSwitchSlow, which
+// checks from the start and reports the fault. The conditions below are
+// checkChain's for a chain of one NBL (from a pool, not in flight, and
+// without done an original holding a reference), the handle's type and
+// the remembered switch, so both paths accept the same injections. They
+// are branches to one label rather than a helper that returns a bool,
+// which the compiler would materialize and test again.
 func (h *Handle) injectVSwitch(injectionContext any, vSwitchID []byte, sourcePortID uint32, sourceNicIndex uint16, nbls *nbl.NetBufferList, done *Done) error {
+	if h == nil || nbls == nil || nbls.Next != nil || h.types&FWPS_INJECTION_TYPE_L2 == 0 ||
+		nbls.Tag.Handle != 0 && nbls.Tag.Handle != h.id || nbls.Completion.Owner != nil {
+		goto slow
+	}
+	if nbls.Pool() == nil {
+		goto slow
+	}
+	if done.Fn == nil && done.Batch == nil {
+		if nbls.IsClone() || nbls.Originator == nil {
+			goto slow
+		}
+		if nbls.RefCount() < 1 {
+			goto slow
+		}
+	}
+	// lastVSwitch, written out for the same reason.
+	if e := h.stack.last.Load(); e != nil && len(vSwitchID) == len(GUID{}) {
+		lo, hi := binary.LittleEndian.Uint64(vSwitchID), binary.LittleEndian.Uint64(vSwitchID[8:])
+		if e.lo == lo && e.hi == hi {
+			if !h.reserve(1) {
+				return h.refuseClosing()
+			}
+			tagFresh(nbls, h, injectionContext)
+			setCompletion(nbls, h, done)
+			e.t.InjectIngress(nbls, 1, sourcePortID, sourceNicIndex)
+			return nil
+		}
+	}
+slow:
+	return h.injectVSwitchSlow(injectionContext, vSwitchID, sourcePortID, sourceNicIndex, nbls, done)
+}
+
+// refuseClosing takes back the pending injection the fast path reserved on
+// a closing handle and refuses it, as begin and start do for the general
+// path.
+//
+//go:noinline
+func (h *Handle) refuseClosing() error {
+	h.end(1)
+	return h.refuse(ErrHandleClosing)
+}
+
+// injectVSwitchSlow is the general path of injectVSwitch: any handle,
+// switch ID and chain, every check in order.
+//
+//go:noinline
+func (h *Handle) injectVSwitchSlow(injectionContext any, vSwitchID []byte, sourcePortID uint32, sourceNicIndex uint16, nbls *nbl.NetBufferList, done *Done) error {
 	if h == nil {
 		return ErrInvalidParameter
 	}
@@ -144,21 +196,6 @@ func (h *Handle) injectVSwitch(injectionContext any, vSwitchID []byte, sourcePor
 			}
 			return h.refuse(ErrNotFound)
 		}
-	}
-	// The inspect pattern reinjects every frame on its own, from the switch
-	// worker: a chain of one NBL is the common case, and it is checked,
-	// reserved and tagged here inline rather than through checkChain's
-	// loop-proof walk, start and commit. Anything acceptsOne refuses takes
-	// the general path below, which finds the same fault and reports it.
-	if nbls != nil && nbls.Next == nil && acceptsOne(nbls, *done) {
-		if !h.reserve(1) {
-			h.end(1)
-			return h.refuse(ErrHandleClosing)
-		}
-		tag(nbls, h, injectionContext)
-		setCompletion(nbls, h, *done)
-		t.InjectIngress(nbls, 1, sourcePortID, sourceNicIndex)
-		return nil
 	}
 	n, err := h.start(nbls, *done)
 	if err != nil {

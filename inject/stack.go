@@ -155,9 +155,9 @@ type vswitchEntry struct {
 }
 
 // lastVSwitch returns the switch lookupVSwitch found last if its ID is id,
-// else nil. It inlines into the injection path: a run of injections into
-// one switch compares the ID as two words, without locking, hashing or a
-// call.
+// else nil: a run of injections into one switch compares the ID as two
+// words, without locking, hashing or a call. The injection's fast path
+// does the same inline.
 func (s *Stack) lastVSwitch(id []byte) VSwitchTarget {
 	if e := s.last.Load(); e != nil && len(id) == len(GUID{}) &&
 		e.lo == binary.LittleEndian.Uint64(id) && e.hi == binary.LittleEndian.Uint64(id[8:]) {

@@ -81,3 +81,12 @@ func tag(l *nbl.NetBufferList, h *Handle, injectionContext any) {
 	t.Context = injectionContext
 	t.Hops++
 }
+
+// tagFresh is tag for an NBL that no other handle injected last
+// (l.Tag.Handle is 0 or h's): there is no history to push, and it inlines.
+func tagFresh(l *nbl.NetBufferList, h *Handle, injectionContext any) {
+	t := &l.Tag
+	t.Handle = h.id
+	t.Context = injectionContext
+	t.Hops++
+}
