@@ -77,3 +77,39 @@ func TestCloneShapes(t *testing.T) {
 	}
 	t.Cleanup(func() { checkFull(t, p, c) })
 }
+
+// TestCloneReshaped: a clone Clone made on its usual path (its built-in
+// NetBuffer over its built-in MDL) that a retreat then reshapes gives its
+// header MDL back when freed, and its descriptor comes back plain.
+func TestCloneReshaped(t *testing.T) {
+	p := newPool(t, nbl.Config{NBLs: 8, FrameSize: 512, Headroom: 64})
+	c := newCache(t, p, 4)
+	_, mdls0 := p.ExtraInUse()
+	orig := mustAllocate(t, c, 64, 60)
+	cl := mustClone(t, c, orig)
+	cnb := cl.FirstNetBuffer()
+	if cnb.MdlChain() == nil || cnb.MdlChain().Next() != nil {
+		t.Fatal("clone of a one-MDL original has more than one MDL")
+	}
+	// A clone has no backfill: the retreat prepends a header MDL.
+	must(t, cnb.Retreat(14, 0), "Retreat on the clone")
+	if _, mdls := p.ExtraInUse(); mdls != mdls0+1 || cnb.MdlChain().Next() == nil {
+		t.Fatalf("after the retreat: %d extra MDLs in use (want %d), chain of one: %v", mdls, mdls0+1, cnb.MdlChain().Next() == nil)
+	}
+	must(t, c.FreeClone(cl), "FreeClone")
+	if _, mdls := p.ExtraInUse(); mdls != mdls0 {
+		t.Fatalf("after FreeClone: %d extra MDLs in use, want %d", mdls, mdls0)
+	}
+	must(t, c.Free(orig), "Free")
+	for range 2 {
+		l := mustAllocate(t, c, 64, 60)
+		if l.IsClone() || l.Parent() != nil || l.Context() == nil {
+			t.Errorf("reallocated descriptor %d: IsClone %v, parent %p, context %v", l.Index(), l.IsClone(), l.Parent(), l.Context())
+		}
+		if m := l.FirstNetBuffer().MdlChain(); m == nil || m.Next() != nil || len(m.Bytes()) != len(p.Frames().Frame(l.Index())) {
+			t.Errorf("reallocated descriptor %d does not describe its own frame alone", l.Index())
+		}
+		defer func() { must(t, c.Free(l), "Free") }()
+	}
+	t.Cleanup(func() { checkFull(t, p, c) })
+}

@@ -10,8 +10,13 @@ const holdUnit = 2    // in holds: one reference or one clone
 
 // Bits of NetBufferList.slow.
 const (
-	slowShape    = 1 << 0 // not the built-in NetBuffer over the built-in MDL alone, or a clone
+	slowShape    = 1 << 0 // not the built-in NetBuffer over the built-in MDL alone, or a clone (but see slowClone)
 	slowFinisher = 1 << 1 // a finisher is set
+	// slowClone, in place of slowShape, marks a clone that Clone made on
+	// its usual path: its built-in NetBuffer over its built-in MDL alone.
+	// Whatever changes that shape sets slowShape too, so slowClone alone
+	// says that the clone is still plain.
+	slowClone = 1 << 2
 )
 
 // maxRun bounds the descriptors of one bulk put, so that a long burst goes
@@ -198,6 +203,9 @@ func (c *Cache) DereferenceBurst(nbls []*NetBufferList) {
 	// that dereferences a burst through c has its own.
 	r := leavers{c: c, nbls: nbls, bulk: c.bulk[:0]}
 	c.bulk = nil
+	// end is r.end, kept in a register while the run grows and stored
+	// into r before r is used.
+	end := 0
 	for i, l := range nbls {
 		debugLive(l)
 		if l.pool != p {
@@ -205,6 +213,7 @@ func (c *Cache) DereferenceBurst(nbls []*NetBufferList) {
 			continue
 		}
 		if l.holds.Load() < holdUnit*(l.childRefs.Load()+1) {
+			r.end = end
 			r.flush()
 			panic("nbl: Dereference without a matching Reference")
 		}
@@ -212,12 +221,15 @@ func (c *Cache) DereferenceBurst(nbls []*NetBufferList) {
 			continue
 		}
 		l.clearHolds()
-		if l.slow == 0 && r.end == i {
-			r.end = i + 1 // the usual case: the run in place grows
+		if l.slow == 0 && end == i {
+			end = i + 1 // the usual case: the run in place grows
 			continue
 		}
+		r.end = end
 		r.add(i, l)
+		end = r.end
 	}
+	r.end = end
 	r.flush()
 }
 
@@ -419,7 +431,7 @@ func (c *Cache) finish(l *NetBufferList) {
 	// recycle, written out: the usual clone (one NetBuffer over the
 	// built-in MDL) regains its shape with a few stores.
 	if l.slow != 0 {
-		if l.slow == slowShape && l.plain() {
+		if l.slow == slowClone || l.slow == slowShape && l.plain() {
 			l.restorePlain()
 		} else {
 			c.p.restore(l)
@@ -427,9 +439,11 @@ func (c *Cache) finish(l *NetBufferList) {
 	}
 	l.scrub()
 	debugFreed(l)
-	// put, written out (a call less).
+	// put, written out (no call while the cache has room).
 	if cc := c.c; cc != nil {
-		cc.Put(l)
+		if !cc.PutCached(l) {
+			cc.Put(l)
+		}
 	} else {
 		c.p.nbls.Put(l)
 	}
@@ -464,10 +478,11 @@ func (p *Pool) restore(l *NetBufferList) {
 	l.restoreShape()
 }
 
-// restorePlain is restore for a descriptor whose slow is slowShape alone
-// (so it has no finisher) and whose NetBuffer and MDL are the built-in
-// ones alone (plain): of restoreShape, only what a clone changes is left
-// to write; the built-in MDL's memory is left to scrub.
+// restorePlain is restore for a descriptor whose slow is slowClone alone,
+// or slowShape alone with its NetBuffer and MDL the built-in ones alone
+// (plain); either way it has no finisher: of restoreShape, only what a
+// clone changes is left to write; the built-in MDL's memory is left to
+// scrub.
 func (l *NetBufferList) restorePlain() {
 	l.parent = nil
 	l.context = &l.ctx
@@ -482,13 +497,12 @@ func (l *NetBufferList) restorePlain() {
 // next allocation, relies on it. The parent and the finisher are nil
 // already: slow is 0 (recycle clears them otherwise).
 func (l *NetBufferList) scrub() {
-	if l.Scratch != nil || l.SourceHandle != nil {
-		l.Scratch, l.SourceHandle = nil, nil
-	}
-	if c := &l.Completion; c.Fn != nil || c.Batch != nil || c.Context != nil || c.Owner != nil {
-		*c = Completion{}
-	}
+	// Cleared whatever they hold: the stores take fewer instructions than
+	// testing the words first, and the descriptor's first cache lines,
+	// where they lie, are written on every release anyway.
 	l.Originator = nil
+	l.Completion = Completion{}
+	l.Scratch, l.SourceHandle = nil, nil
 	if l.mdl.kind != mdlFrame {
 		l.mdl.buf, l.mdl.kind = l.frame, mdlFrame
 	}
@@ -541,11 +555,13 @@ func (c *Cache) Clone(orig *NetBufferList) (*NetBufferList, error) {
 		return nil, fmt.Errorf("%w: Clone of nil", ErrInvalidParameter)
 	}
 	debugLive(orig)
-	// get, written out (a call less).
+	// get, written out (no call while the cache has descriptors).
 	var cl *NetBufferList
 	var ok bool
 	if cc := c.c; cc != nil {
-		cl, ok = cc.Get()
+		if cl, ok = cc.GetCached(); !ok {
+			cl, ok = cc.Get()
+		}
 	} else {
 		cl, ok = c.p.nbls.Get()
 	}
@@ -560,12 +576,13 @@ func (c *Cache) Clone(orig *NetBufferList) (*NetBufferList, error) {
 		buf := onb.currentMdl.buf
 		off := uint64(onb.currentMdlOffset)
 		if end := off + uint64(onb.dataLength); end <= uint64(len(buf)) {
+			cl.mdl.buf = buf[off:end:end]
+			cl.parent = orig
 			nb := &cl.nb
 			nb.ChecksumBias = onb.ChecksumBias
 			nb.dataOffset, nb.dataLength, nb.currentMdlOffset = 0, onb.dataLength, 0
-			cl.mdl.buf = buf[off:end:end]
 			cl.mdl.kind = mdlMirror
-			cl.parent = orig
+			cl.slow = slowClone
 			orig.childRefs.Add(1)
 			orig.holds.Add(holdUnit)
 			return cl, nil
@@ -578,19 +595,20 @@ func (c *Cache) Clone(orig *NetBufferList) (*NetBufferList, error) {
 // writes what reset writes, with orig's values where Clone copies them.
 func (cl *NetBufferList) resetClone(orig *NetBufferList) {
 	debugAllocated(cl)
+	// The pointers first, together: one write-barrier test for them.
 	cl.Next = nil
+	// A clone has no context: ctx is left alone (reset, at the
+	// descriptor's next allocation, sets its offset).
+	cl.context = nil
+	cl.nb.Next = nil
+	cl.SourceHandle = orig.SourceHandle
+	cl.Tag = orig.Tag
 	cl.Status = StatusSuccess
 	cl.NblFlags = orig.NblFlags
 	cl.Info = orig.Info
 	cl.OriginatorContext = 0
-	// A clone has no context: ctx is left alone (reset, at the
-	// descriptor's next allocation, sets its offset).
-	cl.context = nil
 	cl.clone = true
 	cl.slow = slowShape
-	cl.nb.Next = nil
-	cl.SourceHandle = orig.SourceHandle
-	cl.Tag = orig.Tag
 }
 
 // cloneChain is Clone for any other orig: several NetBuffers, or data

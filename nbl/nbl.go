@@ -197,8 +197,9 @@ type NetBufferList struct {
 	// slow is nonzero when the NBL must take the general release path:
 	// slowShape once anything but Allocate's single NetBuffer over the
 	// built-in MDL was made (a clone, a prepended MDL, an extra
-	// NetBuffer, a caller's chain), slowFinisher while a finisher waits.
-	// The writers set it; only recycle clears slowShape.
+	// NetBuffer, a caller's chain), slowFinisher while a finisher waits;
+	// slowClone instead of slowShape for a clone of the usual shape.
+	// The writers set it; only recycle clears slowShape and slowClone.
 	slow uint8
 
 	// Originator receives the NBL when it is released; nil means its pool.

@@ -328,15 +328,20 @@ func (c *Cache) Flush() {
 }
 
 func (c *Cache) get() (*NetBufferList, bool) {
-	if c.c != nil {
-		return c.c.Get()
+	if cc := c.c; cc != nil {
+		if l, ok := cc.GetCached(); ok {
+			return l, ok
+		}
+		return cc.Get()
 	}
 	return c.p.nbls.Get()
 }
 
 func (c *Cache) put(l *NetBufferList) {
-	if c.c != nil {
-		c.c.Put(l)
+	if cc := c.c; cc != nil {
+		if !cc.PutCached(l) {
+			cc.Put(l)
+		}
 		return
 	}
 	c.p.nbls.Put(l)
@@ -351,16 +356,18 @@ func (c *Cache) put(l *NetBufferList) {
 // fields its users write directly.
 func (l *NetBufferList) reset() {
 	debugAllocated(l)
+	// The two pointers first, together: one write-barrier test for both.
 	l.Next = nil
+	// NetBuffer.Next is exported: a caller may have linked a NetBuffer
+	// the shape bits do not know of. The descriptor leaves with its own
+	// alone.
+	l.nb.Next = nil
 	l.Status = StatusSuccess
 	l.NblFlags = 0
 	l.Info = Info{}
 	l.OriginatorContext = 0
 	l.ctx.Offset = l.ctx.Size
 	l.nb.ChecksumBias = 0
-	// Next is exported: a caller may have linked a NetBuffer the shape
-	// bits do not know of. The descriptor leaves with its own alone.
-	l.nb.Next = nil
 }
 
 // restoreShape gives a descriptor the shape every free descriptor has:

@@ -61,6 +61,19 @@ func TestAllocsCache(t *testing.T) {
 		c.Put(v)
 	})
 
+	checkNoAllocs(t, "Cache GetCached+PutCached, with Get and Put behind", func() {
+		v, ok := c.GetCached()
+		if !ok {
+			v, ok = c.Get()
+		}
+		if !ok {
+			panic("Get failed")
+		}
+		if !c.PutCached(v) {
+			c.Put(v)
+		}
+	})
+
 	// Take three cache-fulls one by one, then give them back one by one:
 	// the Gets refill the cache several times and the Puts flush it.
 	held := make([]*item, 3*size)

@@ -14,8 +14,13 @@ import "fmt"
 // Objects in a cache count as in use for Pool.InUse; call Flush before
 // checking that a pool is full, and when the worker stops.
 type Cache[T any] struct {
-	p    *Pool[T]
-	objs []*T // objs[:n] are free objects, the most recently put last
+	p *Pool[T]
+	// objs[:n] are free objects, the most recently put last. The slots
+	// above n may keep pointers to objects that left: they are objects of
+	// p, which p keeps alive in any case, so clearing them on the way out
+	// would keep nothing from the garbage collector and cost a store per
+	// Get.
+	objs []*T
 	n    int
 	half int
 }
@@ -38,15 +43,47 @@ func (c *Cache[T]) Len() int { return c.n }
 // Get takes a free object, from the cache if it has one; ok is false when
 // both the cache and the pool are empty.
 func (c *Cache[T]) Get() (v *T, ok bool) {
-	if c.n == 0 {
-		c.n = c.p.free.DequeueBurst(c.objs[:c.half])
-		if c.n == 0 {
-			return nil, false
+	if v, ok = c.GetCached(); ok {
+		return v, ok
+	}
+	return c.refill()
+}
+
+// GetCached is Get from the cache alone: ok is false, and nothing
+// changes, when the cache is empty (Get would refill it from the pool).
+// It is small enough to inline, so that a packet path can write
+//
+//	v, ok := c.GetCached()
+//	if !ok {
+//		v, ok = c.Get()
+//	}
+//
+// for a Get that costs no call while the cache has objects.
+func (c *Cache[T]) GetCached() (v *T, ok bool) {
+	// n-1 compared as unsigned is out of range both when the cache is
+	// empty and past the end, which also spares the bounds check. The
+	// slot keeps its pointer (see Cache).
+	objs := c.objs
+	if n := c.n - 1; uint(n) < uint(len(objs)) {
+		v = objs[n]
+		c.n = n
+		if debugEnabled {
+			c.p.debug.get(c.p.index(v))
 		}
+		return v, true
+	}
+	return nil, false
+}
+
+// refill is Get on an empty cache: it takes half the cache's size from
+// the pool, as far as the pool can give, and hands out the newest.
+func (c *Cache[T]) refill() (v *T, ok bool) {
+	c.n = c.p.free.DequeueBurst(c.objs[:c.half])
+	if c.n == 0 {
+		return nil, false
 	}
 	c.n--
 	v = c.objs[c.n]
-	c.objs[c.n] = nil
 	if debugEnabled {
 		c.p.debug.get(c.p.index(v))
 	}
@@ -56,12 +93,40 @@ func (c *Cache[T]) Get() (v *T, ok bool) {
 // Put returns an object to the cache, flushing the older half to the pool
 // first if the cache is full.
 func (c *Cache[T]) Put(v *T) {
+	if !c.PutCached(v) {
+		c.putFull(v)
+	}
+}
+
+// PutCached is Put into the cache alone: it reports false, and takes
+// nothing, when the cache is full (Put would flush its older half to the
+// pool). It is small enough to inline, so that a packet path can write
+//
+//	if !c.PutCached(v) {
+//		c.Put(v)
+//	}
+//
+// for a Put that costs no call while the cache has room. The same rules
+// as for Put apply.
+func (c *Cache[T]) PutCached(v *T) bool {
+	objs := c.objs
+	if n := c.n; uint(n) < uint(len(objs)) {
+		if debugEnabled {
+			c.p.debug.put(c.p.checkedIndex(v))
+		}
+		objs[n] = v
+		c.n = n + 1
+		return true
+	}
+	return false
+}
+
+// putFull is Put on a full cache: the older half goes to the pool first.
+func (c *Cache[T]) putFull(v *T) {
 	if debugEnabled {
 		c.p.debug.put(c.p.checkedIndex(v))
 	}
-	if c.n == len(c.objs) {
-		c.flushOldest(c.half)
-	}
+	c.flushOldest(c.half)
 	c.objs[c.n] = v
 	c.n++
 }
@@ -86,7 +151,6 @@ func (c *Cache[T]) GetBulk(out []*T) bool {
 	c.n -= want
 	src := c.objs[c.n : c.n+want]
 	copy(out, src)
-	clear(src)
 	if debugEnabled {
 		for _, v := range out {
 			c.p.debug.get(c.p.index(v))

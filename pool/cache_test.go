@@ -553,3 +553,49 @@ func TestCacheAccountingProperty(t *testing.T) {
 		}
 	}
 }
+
+func TestCacheCached(t *testing.T) {
+	p := newItemPool(t, 32)
+	c := newItemCache(t, p, 4) // half = 2
+	// An empty cache: GetCached fails and takes nothing from the pool.
+	if v, ok := c.GetCached(); ok || v != nil {
+		t.Fatalf("GetCached on an empty cache = %p, %v; want nil, false", v, ok)
+	}
+	checkCache(t, c, 0, 32)
+
+	held := takeFromPool(t, p, 5)
+	for i, v := range held[:4] {
+		if !c.PutCached(v) {
+			t.Fatalf("PutCached %d into a cache with room failed", i)
+		}
+		checkCache(t, c, i+1, 27)
+	}
+	// A full cache: PutCached fails and flushes nothing.
+	if c.PutCached(held[4]) {
+		t.Fatal("PutCached into a full cache succeeded")
+	}
+	checkCache(t, c, 4, 27)
+	// Put does the flush: the older half goes to the pool.
+	c.Put(held[4])
+	checkCache(t, c, 3, 29)
+
+	// GetCached hands out the most recently put first, from the cache
+	// alone, until it is empty.
+	for i, want := range []*item{held[4], held[3], held[2]} {
+		v, ok := c.GetCached()
+		if !ok || v != want {
+			t.Fatalf("GetCached %d = %p, %v; want %p, true", i, v, ok, want)
+		}
+		checkCache(t, c, 2-i, 29)
+	}
+	if v, ok := c.GetCached(); ok {
+		t.Fatalf("GetCached on an emptied cache = %p, true", v)
+	}
+	for _, v := range held[2:] {
+		c.Put(v)
+	}
+	c.Flush()
+	if p.InUse() != 0 {
+		t.Fatalf("InUse() = %d after Flush", p.InUse())
+	}
+}

@@ -115,3 +115,29 @@ func TestDebugCacheDoublePut(t *testing.T) {
 	z, _ := p.Get()
 	c.Put(z)
 }
+
+func TestDebugCacheCachedDoublePut(t *testing.T) {
+	p := newItemPool(t, 32)
+	c := newItemCache(t, p, 4)
+	v, ok := c.GetCached()
+	if ok {
+		t.Fatalf("GetCached on a new cache = %p, true; want it empty", v)
+	}
+	v, _ = c.Get()
+	if !c.PutCached(v) {
+		t.Fatal("PutCached into a cache with room failed")
+	}
+	mustPanic(t, msgDoublePut, func() { c.PutCached(v) }) // while in the cache
+	w, ok := c.GetCached()
+	if !ok || w != v {
+		t.Fatalf("GetCached = %p, %v; want %p, true", w, ok, v)
+	}
+	mustPanic(t, msgForeign, func() { c.PutCached(new(item)) })
+	// The failed Puts took nothing: the cache is empty, v is in use.
+	checkCache(t, c, 1, 30) // the Get above refilled half: 2, one handed out, one left
+	c.Put(v)
+	c.Flush()
+	if p.InUse() != 0 {
+		t.Fatalf("InUse() = %d after Flush", p.InUse())
+	}
+}
