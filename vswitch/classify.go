@@ -27,6 +27,12 @@ type IncomingValues struct {
 	LayerID    uint16
 	ValueCount uint32
 	Values     [maxFields]Value
+
+	// The switch's own: the frame's MAC addresses, copied here (the two
+	// address values alias these bytes for good, so a frame costs no slice
+	// stores), and the source port whose name value 9 holds.
+	macs [12]byte
+	src  *port
 }
 
 // IncomingValue returns field i (the incomingValue[i] of WFP).
@@ -49,6 +55,8 @@ type Metadata struct {
 	// pool's shared ring: it is valid during this classify, on this
 	// goroutine, only.
 	Cache *nbl.Cache
+
+	pool *nbl.Pool // the pool Cache is for: set again only when it changes
 }
 
 // ClassifyOut is what a classify function writes (FWPS_CLASSIFY_OUT0).
@@ -562,9 +570,9 @@ func addrType(mac []byte) uint64 {
 func (w *worker) initValues() {
 	for _, in := range []*IncomingValues{&w.inIngress, &w.inEgress} {
 		v := &in.Values
-		v[0] = Value{Type: FWP_BYTE_ARRAY6_TYPE}
+		v[0] = Value{Type: FWP_BYTE_ARRAY6_TYPE, Bytes: in.macs[6:12]}
 		v[1] = Value{Type: FWP_UINT8}
-		v[2] = Value{Type: FWP_BYTE_ARRAY6_TYPE}
+		v[2] = Value{Type: FWP_BYTE_ARRAY6_TYPE, Bytes: in.macs[0:6]}
 		v[3] = Value{Type: FWP_UINT8}
 		v[4] = Value{Type: FWP_UINT16}
 		v[5] = Value{Type: FWP_UINT16}
@@ -595,23 +603,35 @@ func (w *worker) initValues() {
 }
 
 // fillCommon writes the per-frame fields 0-5 and 9 of in, and those of m.
+// The addresses are copied into in.macs, which values 0 and 2 alias; the
+// source port's name and the pool's cache are written only when they
+// change.
 func (w *worker) fillCommon(in *IncomingValues, m *Metadata, l *nbl.NetBufferList, d []byte, vlan uint16, src *port) {
 	v := &in.Values
-	_ = d[13]
-	v[0].Bytes = d[6:12]
-	v[1].Uint = addrType(d[6:12])
-	v[2].Bytes = d[0:6]
-	v[3].Uint = addrType(d[0:6])
-	v[4].Uint = uint64(d[12])<<8 | uint64(d[13])
+	h := (*[14]byte)(d)
+	in.macs = [12]byte(h[:12])
+	v[1].Uint = addrType(h[6:12])
+	v[3].Uint = addrType(h[0:6])
+	v[4].Uint = uint64(h[12])<<8 | uint64(h[13])
 	v[5].Uint = uint64(vlan&0x0FFF) | uint64(l.Info.Ieee8021Q.Priority&7)<<13
-	if src != nil {
-		v[9].Bytes = src.name
-	} else {
-		v[9].Bytes = nil
+	if src != in.src {
+		w.setSource(in, src)
 	}
 	m.VSwitchSourcePortID = l.Info.Switch.SourcePortID
 	m.VSwitchSourceNicIndex = l.Info.Switch.SourceNicIndex
-	m.Cache = w.cacheFor(l.Pool())
+	if p := l.Pool(); p != m.pool {
+		m.pool, m.Cache = p, w.cacheFor(p)
+	}
+}
+
+// setSource puts src's name (nil for an unknown port) into value 9.
+func (w *worker) setSource(in *IncomingValues, src *port) {
+	in.src = src
+	if src != nil {
+		in.Values[9].Bytes = src.name
+	} else {
+		in.Values[9].Bytes = nil
+	}
 }
 
 // fillIngress builds the incoming values and metadata of the ingress layer

@@ -147,6 +147,8 @@ func (w *worker) setupCaches() error {
 		w.foreign = append(w.foreign, c)
 	}
 	w.lastPool, w.lastCache = nil, nil
+	w.metaIn.pool, w.metaIn.Cache = nil, nil
+	w.metaOut.pool, w.metaOut.Cache = nil, nil
 	return nil
 }
 
