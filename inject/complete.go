@@ -194,10 +194,13 @@ func (q *CompletionQueue) flushFrom() {
 func (q *CompletionQueue) dropOriginals(owner *Handle) {
 	run := q.nbls[q.pos:]
 	p := run[0].Pool()
+	// Originals whose owner handed its release to the completion
+	// (nbl.Completion.OwnerRelease) make runs of their own.
+	rel := run[0].Completion.OwnerRelease
 	n := 0
 	for _, l := range run {
 		c := &l.Completion
-		if o, _ := c.Owner.(*Handle); o != owner || c.Fn != nil || c.Batch != nil || l.Pool() != p {
+		if o, _ := c.Owner.(*Handle); o != owner || c.Fn != nil || c.Batch != nil || l.Pool() != p || c.OwnerRelease != rel {
 			break
 		}
 		*c = nbl.Completion{}
@@ -207,11 +210,18 @@ func (q *CompletionQueue) dropOriginals(owner *Handle) {
 	q.pos += n
 	for _, c := range q.caches {
 		if c.Pool() == p {
-			c.DereferenceBurst(run)
+			if rel {
+				c.ReleaseDereferenceBurst(run)
+			} else {
+				c.DereferenceBurst(run)
+			}
 			return
 		}
 	}
 	for _, l := range run {
+		if rel {
+			p.Release(l) // the owner's, then the injector's reference
+		}
 		l.Dereference()
 	}
 }

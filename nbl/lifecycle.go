@@ -197,7 +197,19 @@ func (c *Cache) ReleaseBurst(nbls []*NetBufferList) {
 // originators told once per run, one bulk put. It panics, as Dereference
 // does, on an NBL without a reference to drop; the NBLs before it have been
 // dereferenced.
-func (c *Cache) DereferenceBurst(nbls []*NetBufferList) {
+func (c *Cache) DereferenceBurst(nbls []*NetBufferList) { c.dropBurst(nbls, 0) }
+
+// ReleaseDereferenceBurst is, for each NBL of nbls, Release and Dereference
+// together, in one atomic operation where the two take one each: the
+// caller is the NBL's owner, or acts for it, and holds one of its
+// references. The NBLs that leave go back as DereferenceBurst sends them.
+// It panics, as Dereference does, on an NBL without a reference to drop,
+// and on one already released; the NBLs before it are done.
+func (c *Cache) ReleaseDereferenceBurst(nbls []*NetBufferList) { c.dropBurst(nbls, releasedBit) }
+
+// dropBurst is DereferenceBurst with rel 0 and ReleaseDereferenceBurst with
+// rel releasedBit.
+func (c *Cache) dropBurst(nbls []*NetBufferList, rel int32) {
 	p := c.p
 	// The staging slice is taken from c while in use, so that a finisher
 	// that dereferences a burst through c has its own.
@@ -209,15 +221,15 @@ func (c *Cache) DereferenceBurst(nbls []*NetBufferList) {
 	for i, l := range nbls {
 		debugLive(l)
 		if l.pool != p {
-			l.Dereference()
+			l.pool.front().releaseDereference(l, rel)
 			continue
 		}
-		if l.holds.Load() < holdUnit*(l.childRefs.Load()+1) {
+		if h := l.holds.Load(); h < holdUnit*(l.childRefs.Load()+1) || h&rel != 0 {
 			r.end = end
 			r.flush()
-			panic("nbl: Dereference without a matching Reference")
+			badDrop(rel)
 		}
-		if l.holds.Add(-holdUnit) != releasedBit {
+		if l.holds.Add(rel-holdUnit) != releasedBit {
 			continue
 		}
 		l.clearHolds()
@@ -231,6 +243,24 @@ func (c *Cache) DereferenceBurst(nbls []*NetBufferList) {
 	}
 	r.end = end
 	r.flush()
+}
+
+// releaseDereference is dropBurst for one NBL, leaving through c.
+func (c *Cache) releaseDereference(l *NetBufferList, rel int32) {
+	if h := l.holds.Load(); h < holdUnit*(l.childRefs.Load()+1) || h&rel != 0 {
+		badDrop(rel)
+	}
+	if l.holds.Add(rel-holdUnit) == releasedBit {
+		l.clearHolds()
+		c.finish(l)
+	}
+}
+
+func badDrop(rel int32) {
+	if rel != 0 {
+		panic("nbl: ReleaseDereference of a released NBL or without a matching Reference")
+	}
+	panic("nbl: Dereference without a matching Reference")
 }
 
 // leavers gathers the NBLs of a DereferenceBurst that leave, to go back

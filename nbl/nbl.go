@@ -95,6 +95,14 @@ type Completion struct {
 	// Owner identifies what must be told about the completion (the
 	// injection handle); opaque to nbl.
 	Owner any
+	// OwnerRelease is set by the NBL's owner when it hands its release to
+	// the completion: an original injected with no completion function,
+	// whose completion drops the injector's reference, then also releases
+	// it for the owner, both in one atomic operation
+	// (Cache.ReleaseDereferenceBurst) instead of one each. The owner sets
+	// it after the injection and before the NBL can complete, in place of
+	// its Release.
+	OwnerRelease bool
 }
 
 // Ieee8021QInfo is the 802.1Q tag of a frame whose tag travels out of band

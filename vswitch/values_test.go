@@ -123,3 +123,80 @@ func TestValuesFollowEachFrame(t *testing.T) {
 		t.Error("no classify saw a worker cache in its metadata")
 	}
 }
+
+// A callout that absorbs each frame and injects it as it is, with no
+// completion function (the inspect pattern, whose release the switch hands
+// to the completion), while it also holds some frames by a second
+// reference: one dropped during the frame's second classify, before its
+// completion, and one dropped only after every frame reached the sink. And
+// some frames are followed into the injection queue by another frame, so
+// that the switch releases them itself. Every frame reaches the sink once,
+// a frame held after its completion is not returned to its generator until
+// its last reference drops, and everything returns.
+func TestReinjectedOriginalsWithHolds(t *testing.T) {
+	r := manualRig(t, vswitch.Config{})
+	const n = 60
+	gen := r.gen(n, vswitch.PortConfig{ID: 1}, idFrame(t, macN(1), macN(2), 64, 1))
+	sink := r.sink(0, vswitch.PortConfig{ID: 2})
+	h := r.handle()
+	extra := r.pool(n)
+	f := &freer{pool: extra}
+	var held []*nbl.NetBufferList
+	heldUntil2nd := map[*nbl.NetBufferList]bool{}
+	seen, followed := 0, 0
+	var problems []string
+	r.callout("inspect", ingress, 1, h, func(_ *vswitch.IncomingValues, meta *vswitch.Metadata, l *nbl.NetBufferList, _ any, _ *vswitch.Filter, _ uint64, out *vswitch.ClassifyOut) {
+		if st, _ := h.QueryState(l); st.SelfInjected() {
+			if heldUntil2nd[l] {
+				delete(heldUntil2nd, l)
+				l.Dereference()
+			}
+			permit(out)
+			return
+		}
+		seen++
+		l.Reference() // handed to the injection
+		switch seen % 4 {
+		case 1:
+			l.Reference()
+			held = append(held, l)
+		case 2:
+			l.Reference()
+			heldUntil2nd[l] = true
+		}
+		if err := h.InjectVSwitchIngress(r.id.Bytes(), meta.VSwitchSourcePortID, meta.VSwitchSourceNicIndex, l, nil, inject.Done{}); err != nil {
+			problems = append(problems, err.Error())
+		}
+		if seen%3 == 0 {
+			followed++
+			if err := h.InjectVSwitchIngress(r.id.Bytes(), 1, 0, alloc(t, extra, idFrame(t, macN(1), macN(2), 64, 2)), nil, inject.Done{Fn: f.fn}); err != nil {
+				problems = append(problems, err.Error())
+			}
+		}
+		absorb(out)
+	})
+	r.start()
+	r.stepUntil("every frame at the sink", func() bool {
+		return sink.Stats().Sent == uint64(n+followed) && f.count() == followed
+	})
+	r.settle()
+	for _, p := range problems {
+		t.Error(p)
+	}
+	if len(heldUntil2nd) != 0 {
+		t.Errorf("%d frames not seen again after their injection", len(heldUntil2nd))
+	}
+	if s := gen.Stats(); s.Returned != s.Generated-uint64(len(held)) {
+		t.Errorf("generator: %d generated, %d returned with %d still referenced", s.Generated, s.Returned, len(held))
+	}
+	for _, l := range held {
+		l.Dereference()
+	}
+	if s := gen.Stats(); s.Returned != s.Generated || s.Generated != n {
+		t.Errorf("generator: %d generated, %d returned, want %d", s.Generated, s.Returned, n)
+	}
+	st := r.close()
+	if got := sum(st); got.absorbed != n || got.tx != uint64(n+followed) {
+		t.Errorf("absorbed %d, sent %d; want %d, %d", got.absorbed, got.tx, n, n+followed)
+	}
+}

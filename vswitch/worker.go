@@ -612,8 +612,22 @@ func (w *worker) hasInjectorFilter(l *nbl.NetBufferList) bool {
 // switch received, or copied, is released: it leaves now, or when the
 // callout drops the reference it took to keep it. A frame that arrived by
 // injection is completed: for the switch its journey is over.
+//
+// The inspect pattern's usual frame, one the switch owns that the callout
+// injected as it was, with no completion function, into this worker's
+// local queue, is not released here: its completion, which drops the
+// reference the injection carries, releases it too, in one atomic
+// operation instead of two (nbl.Completion.OwnerRelease). The local queue
+// is this worker's to process, after this classify, so the completion
+// cannot come before the hand-over.
 func (w *worker) absorb(l *nbl.NetBufferList, idx int, injected bool) {
 	w.count(idx, cAbsorbed, 1)
+	if n := len(w.local); !injected && n > 0 && w.local[n-1] == l {
+		if c := &l.Completion; c.Fn == nil && c.Batch == nil {
+			c.OwnerRelease = true
+			return
+		}
+	}
 	w.finish(l, injected)
 }
 
