@@ -72,7 +72,7 @@ func (nb *NetBuffer) Advance(delta int, freeMdl bool) error {
 	// A clone may describe a prepended header buffer: keep it until the
 	// NBL is recycled (then no clone is left) rather than free it under
 	// the clone.
-	if freeMdl && nb.nbl.childRefs.Load() == 0 {
+	if freeMdl && nb.nbl.holds.Load() < childUnit {
 		p := nb.nbl.pool
 		for m := nb.mdlChain; m != nil && m.kind == mdlHeader && uint32(len(m.buf)) <= nb.dataOffset; m = nb.mdlChain {
 			nb.dataOffset -= uint32(len(m.buf))

@@ -31,7 +31,7 @@ func debugFreed(l *NetBufferList) {
 	}
 	// The fast release paths trust slow: a descriptor they took must have
 	// the shape of a free one by now.
-	if l.slow != 0 || !l.plain() || l.nb.currentMdl != &l.mdl || l.context != &l.ctx || l.clone ||
+	if l.slow != 0 || !l.plain() || l.nb.currentMdl != &l.mdl || l.context != &l.ctx || l.clone || l.releaseParent ||
 		l.parent != nil || l.finisher != nil || l.mdl.kind != mdlFrame || l.Originator != nil ||
 		len(l.mdl.buf) != len(l.frame) || len(l.frame) > 0 && &l.mdl.buf[0] != &l.frame[0] {
 		panic(fmt.Sprintf("nbl: descriptor %d freed in a shape its slow bits (%#x) did not record", l.index, l.slow))
@@ -51,5 +51,5 @@ func debugLive(l *NetBufferList) {
 }
 
 func debugFreeHeld(l *NetBufferList) {
-	panic(fmt.Sprintf("nbl: free of descriptor %d while %d clones and %d references are alive", l.index, l.childRefs.Load(), l.RefCount()))
+	panic(fmt.Sprintf("nbl: free of descriptor %d while %d clones and %d references are alive", l.index, l.ChildRefCount(), l.RefCount()))
 }

@@ -5,8 +5,15 @@ import (
 	"unsafe"
 )
 
-const releasedBit = 1 // in holds: the owner has released the NBL
-const holdUnit = 2    // in holds: one reference or one clone
+// The fields of NetBufferList.holds: one word, so that each hold taken or
+// dropped, a reference or a clone, is one atomic operation, and the check
+// for a reference to drop reads one word.
+const (
+	releasedBit = 1       // the owner has released the NBL
+	refUnit     = 2       // one reference (FwpsReferenceNetBufferList0)
+	childUnit   = 1 << 32 // one clone alive (ChildRefCount)
+	refMask     = childUnit - refUnit
+)
 
 // Bits of NetBufferList.slow.
 const (
@@ -124,7 +131,7 @@ func (c *Cache) checkFree(l *NetBufferList, wantClone bool) error {
 	}
 	if l.holds.Load() != 0 {
 		debugFreeHeld(l)
-		return fmt.Errorf("%w: NBL still has %d clones and %d references", ErrInvalidParameter, l.childRefs.Load(), l.RefCount())
+		return fmt.Errorf("%w: NBL still has %d clones and %d references", ErrInvalidParameter, l.ChildRefCount(), l.RefCount())
 	}
 	return nil
 }
@@ -180,7 +187,7 @@ func (c *Cache) ReleaseBurst(nbls []*NetBufferList) {
 		debugLive(l)
 		if l.pool == p {
 			// holds first: once it reads 0, slow is the caller's to read.
-			if h := l.holds.Load(); h|int32(l.slow) == 0 {
+			if h := l.holds.Load(); h|int64(l.slow) == 0 {
 				continue
 			}
 		}
@@ -209,7 +216,7 @@ func (c *Cache) ReleaseDereferenceBurst(nbls []*NetBufferList) { c.dropBurst(nbl
 
 // dropBurst is DereferenceBurst with rel 0 and ReleaseDereferenceBurst with
 // rel releasedBit.
-func (c *Cache) dropBurst(nbls []*NetBufferList, rel int32) {
+func (c *Cache) dropBurst(nbls []*NetBufferList, rel int64) {
 	p := c.p
 	// The staging slice is taken from c while in use, so that a finisher
 	// that dereferences a burst through c has its own.
@@ -224,12 +231,12 @@ func (c *Cache) dropBurst(nbls []*NetBufferList, rel int32) {
 			l.pool.front().releaseDereference(l, rel)
 			continue
 		}
-		if h := l.holds.Load(); h < holdUnit*(l.childRefs.Load()+1) || h&rel != 0 {
+		if h := l.holds.Load(); h&refMask == 0 || h&rel != 0 {
 			r.end = end
 			r.flush()
 			badDrop(rel)
 		}
-		if l.holds.Add(rel-holdUnit) != releasedBit {
+		if l.holds.Add(rel-refUnit) != releasedBit {
 			continue
 		}
 		l.clearHolds()
@@ -246,17 +253,17 @@ func (c *Cache) dropBurst(nbls []*NetBufferList, rel int32) {
 }
 
 // releaseDereference is dropBurst for one NBL, leaving through c.
-func (c *Cache) releaseDereference(l *NetBufferList, rel int32) {
-	if h := l.holds.Load(); h < holdUnit*(l.childRefs.Load()+1) || h&rel != 0 {
+func (c *Cache) releaseDereference(l *NetBufferList, rel int64) {
+	if h := l.holds.Load(); h&refMask == 0 || h&rel != 0 {
 		badDrop(rel)
 	}
-	if l.holds.Add(rel-holdUnit) == releasedBit {
+	if l.holds.Add(rel-refUnit) == releasedBit {
 		l.clearHolds()
 		c.finish(l)
 	}
 }
 
-func badDrop(rel int32) {
+func badDrop(rel int64) {
 	if rel != 0 {
 		panic("nbl: ReleaseDereference of a released NBL or without a matching Reference")
 	}
@@ -374,7 +381,7 @@ func sameWords(ls []*NetBufferList, w ifaceWords) int {
 // or through a reference, may take one.
 func (l *NetBufferList) Reference() {
 	debugLive(l)
-	l.holds.Add(holdUnit)
+	l.holds.Add(refUnit)
 }
 
 // Dereference drops a reference taken with Reference
@@ -386,10 +393,10 @@ func (l *NetBufferList) Dereference() {
 	debugLive(l)
 	// dereference, written out: the pool's front is looked up only when
 	// the NBL leaves.
-	if l.holds.Load() < holdUnit*(l.childRefs.Load()+1) {
+	if l.holds.Load()&refMask == 0 {
 		panic("nbl: Dereference without a matching Reference")
 	}
-	if l.holds.Add(-holdUnit) == releasedBit {
+	if l.holds.Add(-refUnit) == releasedBit {
 		l.clearHolds()
 		l.pool.front().finish(l)
 	}
@@ -407,23 +414,20 @@ func (c *Cache) Dereference(l *NetBufferList) {
 	c.dereference(l)
 }
 
-// dereference drops a reference. References are not counted apart from
-// clones: holds counts both, so the check for a reference to drop compares
-// it with the clones, which is exact when no clone is made or freed at the
-// same moment (a misuse check, not a synchronisation).
+// dereference drops a reference.
 func (c *Cache) dereference(l *NetBufferList) {
-	if l.holds.Load() < holdUnit*(l.childRefs.Load()+1) {
+	if l.holds.Load()&refMask == 0 {
 		panic("nbl: Dereference without a matching Reference")
 	}
-	c.drop(l)
+	c.drop(l, refUnit)
 }
 
-// drop removes one hold and releases the NBL if that was the last one and its
-// owner had released it.
-func (c *Cache) drop(l *NetBufferList) {
+// drop removes one hold, unit refUnit or childUnit, and releases the NBL if
+// that was the last one and its owner had released it.
+func (c *Cache) drop(l *NetBufferList, unit int64) {
 	// Pairs with the Add in Release: whichever of the two comes last sees
 	// releasedBit alone and finishes the NBL.
-	if l.holds.Add(-holdUnit) == releasedBit {
+	if l.holds.Add(-unit) == releasedBit {
 		l.clearHolds()
 		c.finish(l)
 	}
@@ -442,7 +446,7 @@ func (l *NetBufferList) plain() bool {
 // Store would be a locked exchange (a full barrier) on every release of a
 // referenced or cloned NBL.
 func (l *NetBufferList) clearHolds() {
-	*(*int32)(unsafe.Pointer(&l.holds)) = 0
+	*(*int64)(unsafe.Pointer(&l.holds)) = 0
 }
 
 // finish sends an NBL on its way out: to its originator, back to the pool,
@@ -457,10 +461,15 @@ func (c *Cache) finish(l *NetBufferList) {
 	if l.Originator != nil {
 		l.Originator.ReturnNetBufferList(l)
 	}
-	parent := l.parent
+	parent, unit := l.parent, int64(childUnit)
 	// recycle, written out: the usual clone (one NetBuffer over the
 	// built-in MDL) regains its shape with a few stores.
 	if l.slow != 0 {
+		// Every clone has slow set.
+		if l.releaseParent {
+			l.releaseParent = false
+			unit = childUnit - releasedBit
+		}
 		if l.slow == slowClone || l.slow == slowShape && l.plain() {
 			l.restorePlain()
 		} else {
@@ -478,13 +487,33 @@ func (c *Cache) finish(l *NetBufferList) {
 		c.p.nbls.Put(l)
 	}
 	if parent != nil {
-		parent.childRefs.Add(-1)
 		if parent.pool == c.p {
-			c.drop(parent)
+			c.drop(parent, unit)
 		} else {
-			parent.pool.front().drop(parent)
+			parent.pool.front().drop(parent, unit)
 		}
 	}
+}
+
+// ReleaseParentWhenFreed is Release of cl's parent by the parent's owner,
+// handed to cl: when cl is freed (FreeClone), the hold cl has on its parent
+// and the owner's release are dropped together, in one atomic operation
+// instead of one each. Until then cl's hold keeps the parent, as it would
+// after a Release, and the owner must not use the parent any more, as
+// after a Release. The goroutine that frees cl must be ordered after this
+// call (cl reached it through a ring, a queue or a completion after it).
+// It panics on an NBL that is not a clone, on a parent already released,
+// and on a second call for the same clone.
+func (cl *NetBufferList) ReleaseParentWhenFreed() {
+	debugLive(cl)
+	p := cl.parent
+	switch {
+	case !cl.clone || p == nil:
+		panic("nbl: ReleaseParentWhenFreed of an NBL that is not a clone")
+	case cl.releaseParent || p.holds.Load()&releasedBit != 0:
+		panic("nbl: ReleaseParentWhenFreed of a released parent")
+	}
+	cl.releaseParent = true
 }
 
 // recycle returns the descriptor and everything the pool lent it.
@@ -613,8 +642,7 @@ func (c *Cache) Clone(orig *NetBufferList) (*NetBufferList, error) {
 			nb.dataOffset, nb.dataLength, nb.currentMdlOffset = 0, onb.dataLength, 0
 			cl.mdl.kind = mdlMirror
 			cl.slow = slowClone
-			orig.childRefs.Add(1)
-			orig.holds.Add(holdUnit)
+			orig.holds.Add(childUnit)
 			return cl, nil
 		}
 	}
@@ -667,8 +695,7 @@ func (c *Cache) cloneChain(cl, orig *NetBufferList) (*NetBufferList, error) {
 		prev = nb
 	}
 	cl.parent = orig
-	orig.childRefs.Add(1)
-	orig.holds.Add(holdUnit)
+	orig.holds.Add(childUnit)
 	return cl, nil
 }
 

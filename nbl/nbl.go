@@ -197,11 +197,15 @@ type NetBufferList struct {
 
 	firstNB *NetBuffer
 	pool    *Pool
-	// holds is 2*(refs+childRefs) plus releasedBit once the owner has
-	// released the NBL; the NBL leaves when it drops to releasedBit.
-	holds atomic.Int32
+	// holds is refUnit*refs + childUnit*clones, plus releasedBit once the
+	// owner has released the NBL; the NBL leaves when it drops to
+	// releasedBit.
+	holds atomic.Int64
 	index int32
 	clone bool
+	// releaseParent: a clone whose parent's owner handed its release to
+	// it (ReleaseParentWhenFreed).
+	releaseParent bool
 	// slow is nonzero when the NBL must take the general release path:
 	// slowShape once anything but Allocate's single NetBuffer over the
 	// built-in MDL was made (a clone, a prepended MDL, an extra
@@ -232,11 +236,10 @@ type NetBufferList struct {
 	// hash, switch port).
 	Info Info
 
-	parent    *NetBufferList
-	context   *Context
-	childRefs atomic.Int32  // ChildRefCount
-	state     atomic.Uint32 // debug builds: free or allocated
-	finisher  Finisher
+	parent   *NetBufferList
+	context  *Context
+	state    atomic.Uint32 // debug builds: free or allocated
+	finisher Finisher
 
 	// Tag is written by the inject package.
 	Tag InjectionTag
@@ -253,11 +256,11 @@ func (l *NetBufferList) FirstNetBuffer() *NetBuffer { return l.firstNB }
 func (l *NetBufferList) Parent() *NetBufferList { return l.parent }
 
 // ChildRefCount returns the number of clones of this NBL still alive.
-func (l *NetBufferList) ChildRefCount() int32 { return l.childRefs.Load() }
+func (l *NetBufferList) ChildRefCount() int32 { return int32(l.holds.Load() / childUnit) }
 
 // RefCount returns the number of references taken with Reference and not yet
 // dropped.
-func (l *NetBufferList) RefCount() int32 { return l.holds.Load()/holdUnit - l.childRefs.Load() }
+func (l *NetBufferList) RefCount() int32 { return int32((l.holds.Load() & refMask) / refUnit) }
 
 // IsClone reports whether the NBL was made by Clone.
 func (l *NetBufferList) IsClone() bool { return l.clone }

@@ -200,3 +200,105 @@ func TestReinjectedOriginalsWithHolds(t *testing.T) {
 		t.Errorf("absorbed %d, sent %d; want %d, %d", got.absorbed, got.tx, n, n+followed)
 	}
 }
+
+// The clone pattern with the switch's release handed to the clone
+// (nbl.NetBufferList.ReleaseParentWhenFreed): a callout references each new
+// frame, clones it and injects the clone, whose completion drops the
+// reference. The original goes back to its generator exactly once, and
+// only when its last hold is gone, whatever comes last: the clone freed in
+// its completion or kept and freed later, the reference dropped in the
+// completion or later, a clone of another pool; and a clone followed by
+// another injection (not last in the queue: the switch releases the frame
+// itself). Every clone and extra frame reaches the sink once, and the
+// pools are full at the end.
+func TestClonedOriginalsHandTheirRelease(t *testing.T) {
+	r := manualRig(t, vswitch.Config{})
+	const n = 60
+	gen := r.gen(n, vswitch.PortConfig{ID: 1}, idFrame(t, macN(1), macN(2), 64, 1))
+	sink := r.sink(0, vswitch.PortConfig{ID: 2})
+	h := r.handle()
+	other := r.pool(n)
+	extra := r.pool(n)
+	f := &freer{pool: extra}
+	var keptClones, heldOrigs []*nbl.NetBufferList
+	completed, seen, followed := 0, 0, 0
+	var problems []string
+	// ctx says what the completion does: 1 keep the clone, 2 keep the
+	// reference, else free and dereference at once.
+	done := func(ctx any, cl *nbl.NetBufferList, _ bool) {
+		completed++
+		orig := cl.Parent()
+		if ctx == 1 {
+			keptClones = append(keptClones, cl)
+		} else if err := cl.Pool().FreeClone(cl); err != nil {
+			problems = append(problems, err.Error())
+		}
+		if ctx == 2 {
+			heldOrigs = append(heldOrigs, orig)
+			return
+		}
+		orig.Dereference()
+	}
+	r.callout("clone", ingress, 1, h, func(_ *vswitch.IncomingValues, meta *vswitch.Metadata, l *nbl.NetBufferList, _ any, _ *vswitch.Filter, _ uint64, out *vswitch.ClassifyOut) {
+		if st, _ := h.QueryState(l); st.SelfInjected() {
+			permit(out)
+			return
+		}
+		seen++
+		l.Reference()
+		mode := seen % 5
+		var cl *nbl.NetBufferList
+		var err error
+		if mode == 3 {
+			cl, err = other.Clone(l)
+		} else {
+			cl, err = l.Pool().Clone(l)
+		}
+		if err != nil {
+			t.Fatalf("Clone: %v", err)
+		}
+		if err := h.InjectVSwitchIngress(r.id.Bytes(), meta.VSwitchSourcePortID, meta.VSwitchSourceNicIndex, cl, nil, inject.Done{Fn: done, Context: mode}); err != nil {
+			problems = append(problems, err.Error())
+		}
+		if mode == 4 {
+			followed++
+			if err := h.InjectVSwitchIngress(r.id.Bytes(), 1, 0, alloc(t, extra, idFrame(t, macN(1), macN(2), 64, 2)), nil, inject.Done{Fn: f.fn}); err != nil {
+				problems = append(problems, err.Error())
+			}
+		}
+		absorb(out)
+	})
+	r.start()
+	r.stepUntil("every frame at the sink", func() bool {
+		return sink.Stats().Sent == uint64(n+followed) && completed == n && f.count() == followed
+	})
+	r.settle()
+	for _, p := range problems {
+		t.Error(p)
+	}
+	held := len(keptClones) + len(heldOrigs)
+	if held == 0 {
+		t.Fatal("no frame kept past its completion")
+	}
+	if s := gen.Stats(); s.Returned != s.Generated-uint64(held) {
+		t.Errorf("generator: %d generated, %d returned with %d frames still held", s.Generated, s.Returned, held)
+	}
+	for _, cl := range keptClones {
+		if err := cl.Pool().FreeClone(cl); err != nil {
+			t.Error(err)
+		}
+	}
+	if s := gen.Stats(); s.Returned != s.Generated-uint64(len(heldOrigs)) {
+		t.Errorf("generator: %d generated, %d returned with %d frames still referenced", s.Generated, s.Returned, len(heldOrigs))
+	}
+	for _, l := range heldOrigs {
+		l.Dereference()
+	}
+	if s := gen.Stats(); s.Returned != s.Generated || s.Generated != n {
+		t.Errorf("generator: %d generated, %d returned, want %d", s.Generated, s.Returned, n)
+	}
+	st := r.close()
+	if got := sum(st); got.absorbed != n || got.tx != uint64(n+followed) {
+		t.Errorf("absorbed %d, sent %d; want %d, %d", got.absorbed, got.tx, n, n+followed)
+	}
+}

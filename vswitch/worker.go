@@ -619,12 +619,21 @@ func (w *worker) hasInjectorFilter(l *nbl.NetBufferList) bool {
 // reference the injection carries, releases it too, in one atomic
 // operation instead of two (nbl.Completion.OwnerRelease). The local queue
 // is this worker's to process, after this classify, so the completion
-// cannot come before the hand-over.
+// cannot come before the hand-over. Likewise, when the callout injected a
+// clone of the frame there instead (the clone pattern), the release goes
+// to the clone: freeing it drops its hold on the frame and releases the
+// frame in one operation (nbl.NetBufferList.ReleaseParentWhenFreed).
 func (w *worker) absorb(l *nbl.NetBufferList, idx int, injected bool) {
 	w.count(idx, cAbsorbed, 1)
-	if n := len(w.local); !injected && n > 0 && w.local[n-1] == l {
-		if c := &l.Completion; c.Fn == nil && c.Batch == nil {
-			c.OwnerRelease = true
+	if n := len(w.local); !injected && n > 0 {
+		last := w.local[n-1]
+		if last == l {
+			if c := &l.Completion; c.Fn == nil && c.Batch == nil {
+				c.OwnerRelease = true
+				return
+			}
+		} else if last.Parent() == l {
+			last.ReleaseParentWhenFreed()
 			return
 		}
 	}
