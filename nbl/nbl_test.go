@@ -1348,11 +1348,13 @@ func TestDecoder(t *testing.T) {
 }
 
 // TestDescriptorLayout checks that descriptors sit in one array (Index and
-// At rely on it) and stay a bounded size.
+// At rely on it), stay a bounded size, and take whole cache lines: in a
+// pool large enough to be page-aligned, no line holds parts of two
+// descriptors, which two workers could be using at once.
 func TestDescriptorLayout(t *testing.T) {
 	var l nbl.NetBufferList
-	if unsafe.Sizeof(l) > 1024 {
-		t.Fatalf("NetBufferList is %d bytes", unsafe.Sizeof(l))
+	if unsafe.Sizeof(l) > 1024 || unsafe.Sizeof(l)%64 != 0 {
+		t.Fatalf("NetBufferList is %d bytes, want a multiple of 64 up to 1024", unsafe.Sizeof(l))
 	}
 	p := newPool(t, nbl.Config{NBLs: 3})
 	a, b := p.At(0), p.At(1)
@@ -1360,6 +1362,10 @@ func TestDescriptorLayout(t *testing.T) {
 		t.Fatal("descriptors are not laid out in one array")
 	}
 	checkFull(t, p)
+	big := newPool(t, nbl.Config{NBLs: 4096, NoFrames: true})
+	if addr := uintptr(unsafe.Pointer(big.At(0))); addr%64 != 0 {
+		t.Fatalf("the descriptors of a pool of 4096 start at %#x, not on a cache line", addr)
+	}
 }
 
 // TestCrossPoolClone clones an NBL of pool a into pool b (FWPS cloning
