@@ -19,9 +19,13 @@ import (
 func BenchmarkPipeline(b *testing.B) {
 	for _, k := range scenario.Kinds {
 		for _, size := range []int{64, 1500} {
-			for _, workers := range []int{0, 2} {
-				b.Run(fmt.Sprintf("%s/%dB/burst32/workers%d", k, size, workers), func(b *testing.B) {
-					s, err := scenario.Build(scenario.Config{Kind: k, FrameSize: size, Burst: 32, Workers: workers})
+			for _, run := range []struct {
+				workers int
+				handoff bool
+			}{{0, false}, {2, false}, {2, true}} {
+				workers := run.workers
+				b.Run(fmt.Sprintf("%s/%dB/burst32/workers%d%s", k, size, workers, handoffSuffix(run.handoff)), func(b *testing.B) {
+					s, err := scenario.Build(scenario.Config{Kind: k, FrameSize: size, Burst: 32, Workers: workers, Handoff: run.handoff})
 					if err != nil {
 						b.Fatal(err)
 					}

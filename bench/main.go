@@ -47,6 +47,7 @@ type options struct {
 	trace      string
 	svg        string
 	ports      string
+	handoff    bool
 }
 
 // Result is one measured figure. Latency fields are null where the
@@ -131,6 +132,7 @@ func main() {
 	fs.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile to this file at the end")
 	fs.StringVar(&o.trace, "trace", "", "write an execution trace to this file")
 	fs.StringVar(&o.svg, "svg", "", "write the pipeline results as charts to this SVG file")
+	fs.BoolVar(&o.handoff, "handoff", false, "in-memory ports without per-worker transmit queues: a frame for a port another worker serves crosses to it through the port's ring, as with AF_PACKET and AF_XDP ports (the names end in /handoff)")
 	fs.StringVar(&o.ports, "ports", "memory", "memory: in-memory ports (no root); veth: real veth pairs between network namespaces it makes and removes, beside a kernel bridge (root; ping, iperf3, trafgen)")
 	_ = fs.Parse(os.Args[1:])
 	var err error

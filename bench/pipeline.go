@@ -24,9 +24,9 @@ func pipelineRuns(o options, re *regexp.Regexp, progress func(string), live func
 			var rows []scenario.Config
 			for _, burst := range o.bursts {
 				for _, workers := range o.workers {
-					name := fmt.Sprintf("%s/burst%d/workers%d", prefix, burst, workers)
+					name := fmt.Sprintf("%s/burst%d/workers%d", prefix, burst, workers) + handoffSuffix(o.handoff)
 					if re.MatchString(name) {
-						rows = append(rows, scenario.Config{Kind: k, FrameSize: size, Burst: burst, Workers: workers, Duration: o.duration, Warmup: o.warmup})
+						rows = append(rows, scenario.Config{Kind: k, FrameSize: size, Burst: burst, Workers: workers, Handoff: o.handoff, Duration: o.duration, Warmup: o.warmup})
 					}
 				}
 			}
@@ -48,7 +48,7 @@ func pipelineRuns(o options, re *regexp.Regexp, progress func(string), live func
 				out = append(out, base[i])
 			}
 			for _, c := range rows {
-				name := fmt.Sprintf("%s/burst%d/workers%d", prefix, c.Burst, c.Workers)
+				name := fmt.Sprintf("%s/burst%d/workers%d", prefix, c.Burst, c.Workers) + handoffSuffix(c.Handoff)
 				progress(name)
 				if live != nil {
 					c.Progress = func(p uint64, e time.Duration) { live(name, p, e) }
@@ -150,13 +150,13 @@ func holdForPerf(w io.Writer, o options, re *regexp.Regexp, pid int) error {
 		for _, size := range o.sizes {
 			for _, burst := range o.bursts {
 				for _, workers := range o.workers {
-					name := fmt.Sprintf("pipeline/%s/%dB/burst%d/workers%d", k, size, burst, workers)
+					name := fmt.Sprintf("pipeline/%s/%dB/burst%d/workers%d", k, size, burst, workers) + handoffSuffix(o.handoff)
 					if !re.MatchString(name) {
 						continue
 					}
 					fmt.Fprintf(w, "pid %d: holding %s for %v; attach with: perf record -g -p %d  (or perf stat -p %d)\n", pid, name, o.duration+o.warmup, pid, pid)
 					t0 := time.Now()
-					r, err := scenario.Run(scenario.Config{Kind: k, FrameSize: size, Burst: burst, Workers: workers, Duration: o.duration, Warmup: o.warmup})
+					r, err := scenario.Run(scenario.Config{Kind: k, FrameSize: size, Burst: burst, Workers: workers, Handoff: o.handoff, Duration: o.duration, Warmup: o.warmup})
 					if err != nil {
 						return err
 					}
@@ -167,4 +167,12 @@ func holdForPerf(w io.Writer, o options, re *regexp.Regexp, pid int) error {
 		}
 	}
 	return fmt.Errorf("-perf: no pipeline scenario matches -scenario %q", re)
+}
+
+// handoffSuffix marks the names of runs with -handoff.
+func handoffSuffix(handoff bool) string {
+	if handoff {
+		return "/handoff"
+	}
+	return ""
 }

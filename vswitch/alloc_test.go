@@ -45,7 +45,7 @@ func fromGen() []vswitch.Condition {
 // TestStepAllocs: one Step of a manual switch that moves a burst of 32
 // frames from a generator to a sink (receive, ingress, learning, lookup,
 // egress, transmit, reclaim, completion, return to the port) allocates
-// nothing: with no filters, with a PERMIT filter at both layers, with a
+// nothing: with no filters (and a sink with transmit queues), with a PERMIT filter at both layers, with a
 // BLOCK filter (the drop path, which releases a burst's frames together),
 // with a callout that absorbs and reinjects each original, and with the
 // inspect sample's clone-and-inject callout.
@@ -54,13 +54,14 @@ func TestStepAllocs(t *testing.T) {
 		t.Skip("the race detector allocates")
 	}
 	const burst, warm, runs = 32, 200, 100
-	for _, name := range []string{"no-filters", "permit-filter", "block-filter", "absorb-reinject", "clone-reinject"} {
+	for _, name := range []string{"no-filters", "tx-queues", "permit-filter", "block-filter", "absorb-reinject", "clone-reinject"} {
 		t.Run(name, func(t *testing.T) {
 			r := manualRig(t, vswitch.Config{Burst: burst})
 			gen := r.gen(20000, vswitch.PortConfig{ID: 1, Name: "gen"}, udpFrame(t, macN(1), macN(2), 64))
 			// The sink announces its address once, so the generator's
 			// frames are unicast to a learnt station.
-			sink := r.port(memport.Config{Frames: [][]byte{udpFrame(t, macN(2), broadcast, 64)}, Limit: 1}, vswitch.PortConfig{ID: 2, Name: "sink"})
+			// With tx-queues, it is a vswitch.QueuedSender.
+			sink := r.port(memport.Config{Frames: [][]byte{udpFrame(t, macN(2), broadcast, 64)}, Limit: 1, TxQueues: name == "tx-queues"}, vswitch.PortConfig{ID: 2, Name: "sink"})
 			var x *inspector
 			var clonePool *nbl.Pool
 			var reinj *reinjector

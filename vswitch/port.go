@@ -8,7 +8,8 @@ import (
 
 // Port is a switch port's back end: an in-memory generator or sink
 // (package vswitch/memport), an AF_PACKET or AF_XDP socket. The switch
-// calls each Port from one worker goroutine only.
+// calls each Port from one worker goroutine only, but for the transmit
+// queues of a QueuedSender.
 type Port interface {
 	// Receive fills the front of out with frames that arrived and returns
 	// how many. Each NBL holds one frame starting at its Ethernet header;
@@ -28,6 +29,28 @@ type Port interface {
 	// Close releases the port's resources. The switch calls it once, after
 	// its workers stopped and every NBL was reclaimed or completed.
 	Close() error
+}
+
+// QueuedSender is an optional interface of a Port whose transmit side has
+// a queue for each worker of the switch, as a NIC has a transmit queue per
+// core. Every worker then sends the frames it switched to the port itself,
+// through its own queue, and reclaims them from it: a frame and its
+// descriptor stay on the worker that received them (run to completion),
+// instead of crossing to the port's worker through a ring, which on two
+// cores costs several cache-line transfers per frame. Send and Reclaim are
+// not used for transmission then; Receive still runs on the port's own
+// worker.
+type QueuedSender interface {
+	// TxQueues is called once, when the switch starts, with its number
+	// of workers; true makes the switch send through SendQueue and
+	// ReclaimQueue, with queues 0 to workers-1.
+	TxQueues(workers int) bool
+	// SendQueue is Send through queue q. Calls with different queues may
+	// run at once; calls with one queue never do.
+	SendQueue(q int, in []*nbl.NetBufferList) (int, error)
+	// ReclaimQueue is Reclaim for the frames sent through queue q, from
+	// the goroutine that sends through q.
+	ReclaimQueue(q int, out []*nbl.NetBufferList) int
 }
 
 // VLANMode is a port's 802.1Q mode.

@@ -131,6 +131,7 @@ type port struct {
 	owner   *worker
 	name    []byte
 	tx      *ring.Ring[*nbl.NetBufferList] // MPSC: any worker enqueues, the owner sends
+	q       QueuedSender                   // non-nil: every worker sends through its own queue (tx unused)
 	allowed [4096 / 64]uint64              // trunk VLAN bitmap
 	closed  bool
 	rxDone  bool // Receive returned io.EOF (owner worker only)
@@ -306,6 +307,18 @@ func (s *Switch) Start() error {
 	for _, p := range s.ports {
 		p.owner = s.workers[p.idx%len(s.workers)]
 		p.owner.ports = append(p.owner.ports, p)
+		p.q = nil
+		if q, ok := p.p.(QueuedSender); ok && q.TxQueues(len(s.workers)) {
+			p.q = q
+		}
+	}
+	for _, w := range s.workers {
+		w.txPorts = w.txPorts[:0]
+		for _, p := range s.ports {
+			if p.owner == w || p.q != nil {
+				w.txPorts = append(w.txPorts, p)
+			}
+		}
 	}
 	for _, w := range s.workers {
 		if err := w.setupCaches(); err != nil {

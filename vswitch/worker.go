@@ -27,6 +27,7 @@ type worker struct {
 	sw        *Switch
 	id        int
 	ports     []*port
+	txPorts   []*port      // the ports it sends to and reclaims from: its own, and every QueuedSender
 	caches    []*nbl.Cache // one per pool the worker releases into: ports' and the copy pool
 	foreign   []*nbl.Cache // those of pools of ports other workers serve (flushed when idle)
 	lent      []*nbl.Cache // those lent to their pools on the worker's goroutine
@@ -303,7 +304,7 @@ func (w *worker) step() bool {
 		w.localNext = ls[:0]
 	}
 	w.flushStages()
-	for _, p := range w.ports {
+	for _, p := range w.txPorts {
 		if w.transmit(p) {
 			moved = true
 		}
@@ -968,8 +969,9 @@ func (w *worker) flushStage(to int) {
 	st := sg.buf[:sg.n]
 	sg.n = 0
 	p := w.sw.ports[to]
-	if p.owner == w {
-		// Our own port: send now, no ring in between.
+	if p.owner == w || p.q != nil {
+		// Our own port, or our own queue of it: send now, no ring in
+		// between.
 		w.send(p, st)
 	} else {
 		n := p.tx.EnqueueBurst(st)
@@ -987,7 +989,12 @@ func (w *worker) send(p *port, out []*nbl.NetBufferList) {
 	for _, l := range out {
 		bytes += uint64(l.FirstNetBuffer().DataLength())
 	}
-	sent, _ := p.p.Send(out)
+	var sent int
+	if p.q != nil {
+		sent, _ = p.q.SendQueue(w.id, out)
+	} else {
+		sent, _ = p.p.Send(out)
+	}
 	sent = min(max(sent, 0), len(out))
 	var unsentBytes uint64
 	for _, l := range out[sent:] {
@@ -1002,7 +1009,7 @@ func (w *worker) send(p *port, out []*nbl.NetBufferList) {
 // what the port has finished with. It reports whether anything moved.
 func (w *worker) transmit(p *port) bool {
 	moved := false
-	for {
+	for p.q == nil {
 		n := p.tx.DequeueBurst(w.txbuf)
 		if n == 0 {
 			break
@@ -1026,7 +1033,12 @@ func (w *worker) transmit(p *port) bool {
 func (w *worker) reclaim(p *port) bool {
 	moved := false
 	for {
-		n := p.p.Reclaim(w.txbuf)
+		var n int
+		if p.q != nil {
+			n = p.q.ReclaimQueue(w.id, w.txbuf)
+		} else {
+			n = p.p.Reclaim(w.txbuf)
+		}
 		if n == 0 {
 			return moved
 		}
@@ -1079,8 +1091,8 @@ func (w *worker) drain() {
 		clear(w.burst[:n])
 	}
 	w.flushStages()
-	for _, p := range w.ports {
-		for {
+	for _, p := range w.txPorts {
+		for p.q == nil {
 			n := p.tx.DequeueBurst(w.txbuf)
 			if n == 0 {
 				break

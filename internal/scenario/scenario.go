@@ -53,8 +53,14 @@ type Config struct {
 	FrameSize int // bytes, Ethernet header included (64 or 1500)
 	Burst     int
 	Workers   int // 0: one manual worker stepped on the calling goroutine
-	Duration  time.Duration
-	Warmup    time.Duration
+	// Handoff gives the in-memory ports no per-worker transmit queues
+	// (memport.Config.TxQueues): a frame for a port another worker
+	// serves crosses to that worker through the port's ring, as it does
+	// for AF_PACKET and AF_XDP ports. By default every worker sends to
+	// every port through its own queue.
+	Handoff  bool
+	Duration time.Duration
+	Warmup   time.Duration
 	// Progress, if set, is called about ten times a second during the
 	// measured interval with the packets so far and the time elapsed (it
 	// reads the counters, which costs a small allocation each time).
@@ -155,7 +161,7 @@ func Build(cfg Config) (*Setup, error) {
 	}
 	s.frameLen = len(fa)
 	for i, f := range [][]byte{fa, fb} {
-		p, err := memport.New(memport.Config{Frames: [][]byte{f}, StampEvery: 61, PoolSize: 4096, MaxInFlight: 1024})
+		p, err := memport.New(memport.Config{Frames: [][]byte{f}, StampEvery: 61, PoolSize: 4096, MaxInFlight: 1024, TxQueues: !cfg.Handoff})
 		if err != nil {
 			return nil, err
 		}

@@ -43,8 +43,14 @@ type Config struct {
 	// Capture keeps a copy of up to that many transmitted frames (for
 	// tests; it allocates).
 	Capture int
-	// TxSlots bounds the frames sent and not yet reclaimed (default 4096).
+	// TxSlots bounds the frames sent and not yet reclaimed (default 4096),
+	// per transmit queue.
 	TxSlots int
+	// TxQueues makes the port a vswitch.QueuedSender: every worker of the
+	// switch sends to it through a queue of its own, at the same time as
+	// the others, instead of handing its frames to the port's worker. The
+	// hooks (OnSend, SendError) then run on several workers at once.
+	TxQueues bool
 	// StampEvery, if not 0, stamps every StampEvery-th generated frame with
 	// its receive time (Info.Timestamp, from Clock), and the sink side
 	// records the time from that stamp to Send for each stamped frame it
@@ -71,8 +77,9 @@ type Stats struct {
 }
 
 // Port is an in-memory port. Receive, Send and Reclaim are called by one
-// goroutine (the switch worker that owns the port); Stats and Captured are
-// safe from any goroutine.
+// goroutine (the switch worker that owns the port), and with
+// Config.TxQueues, SendQueue and ReclaimQueue by one goroutine per queue;
+// Stats and Captured are safe from any goroutine.
 type Port struct {
 	cfg     Config
 	pool    *nbl.Pool
@@ -81,10 +88,10 @@ type Port struct {
 	maxLen  int
 	next    int
 	left    uint64
-	txq     []*nbl.NetBufferList
+	txqs    []txQueue // queue 0 is Send's; TxQueues adds one per worker
 	closed  atomic.Bool
 
-	generated, returned, sent, sentBytes, reclaimed, poolEmpty, sendErrors atomic.Uint64
+	generated, returned, poolEmpty, sendErrors atomic.Uint64
 
 	mu       sync.Mutex
 	captured [][]byte
@@ -98,6 +105,15 @@ type Port struct {
 	short [][shortLen]byte
 	lat   []int64
 	latN  atomic.Uint64
+}
+
+// txQueue is one transmit queue and its counters, written by the one
+// goroutine that sends through it; padded so that two queues share no cache
+// line.
+type txQueue struct {
+	q                          []*nbl.NetBufferList
+	sent, sentBytes, reclaimed atomic.Uint64
+	_                          [64 - 24 - 24]byte
 }
 
 // shortLen is the block Receive copies templates of up to that many bytes
@@ -133,7 +149,7 @@ func New(cfg Config) (*Port, error) {
 		cfg.TxSlots = 4096
 		p.cfg.TxSlots = 4096
 	}
-	p.txq = make([]*nbl.NetBufferList, 0, cfg.TxSlots)
+	p.txqs = []txQueue{{q: make([]*nbl.NetBufferList, 0, cfg.TxSlots)}}
 	p.pool = cfg.Pool
 	if p.pool == nil {
 		size := cfg.PoolSize
@@ -280,9 +296,26 @@ func (p *Port) ReturnNetBufferList(*nbl.NetBufferList) { p.returned.Add(1) }
 // ReturnNetBufferLists implements nbl.BatchOriginator: one count for a run.
 func (p *Port) ReturnNetBufferLists(ls []*nbl.NetBufferList) { p.returned.Add(uint64(len(ls))) }
 
-// Send implements vswitch.Port.
-func (p *Port) Send(in []*nbl.NetBufferList) (int, error) {
-	n := min(len(in), cap(p.txq)-len(p.txq))
+// TxQueues implements vswitch.QueuedSender: with Config.TxQueues, it makes
+// a transmit queue for each of n workers and reports true. The switch calls
+// it when it starts, before any Send.
+func (p *Port) TxQueues(n int) bool {
+	if !p.cfg.TxQueues || n < 1 {
+		return false
+	}
+	for len(p.txqs) < n {
+		p.txqs = append(p.txqs, txQueue{q: make([]*nbl.NetBufferList, 0, p.cfg.TxSlots)})
+	}
+	return true
+}
+
+// Send implements vswitch.Port: SendQueue through queue 0.
+func (p *Port) Send(in []*nbl.NetBufferList) (int, error) { return p.SendQueue(0, in) }
+
+// SendQueue implements vswitch.QueuedSender.
+func (p *Port) SendQueue(qi int, in []*nbl.NetBufferList) (int, error) {
+	tq := &p.txqs[qi]
+	n := min(len(in), cap(tq.q)-len(tq.q))
 	var err error
 	if p.cfg.SendError != nil {
 		var k int
@@ -317,9 +350,9 @@ func (p *Port) Send(in []*nbl.NetBufferList) (int, error) {
 			}
 		}
 	}
-	p.txq = append(p.txq, in[:n]...)
-	p.sent.Add(uint64(n))
-	p.sentBytes.Add(bytes)
+	tq.q = append(tq.q, in[:n]...)
+	tq.sent.Add(uint64(n))
+	tq.sentBytes.Add(bytes)
 	return n, err
 }
 
@@ -339,15 +372,19 @@ func (p *Port) capture(l *nbl.NetBufferList) {
 // The slots past the queue's length may keep pointers to reclaimed NBLs
 // until a Send overwrites them (clearing them on every Reclaim costs more
 // than the copy); Close clears them.
-func (p *Port) Reclaim(out []*nbl.NetBufferList) int {
-	n := copy(out, p.txq)
-	if n == len(p.txq) {
-		p.txq = p.txq[:0]
+func (p *Port) Reclaim(out []*nbl.NetBufferList) int { return p.ReclaimQueue(0, out) }
+
+// ReclaimQueue implements vswitch.QueuedSender: Reclaim for queue qi.
+func (p *Port) ReclaimQueue(qi int, out []*nbl.NetBufferList) int {
+	tq := &p.txqs[qi]
+	n := copy(out, tq.q)
+	if n == len(tq.q) {
+		tq.q = tq.q[:0]
 	} else {
-		rest := copy(p.txq, p.txq[n:])
-		p.txq = p.txq[:rest]
+		rest := copy(tq.q, tq.q[n:])
+		tq.q = tq.q[:rest]
 	}
-	p.reclaimed.Add(uint64(n))
+	tq.reclaimed.Add(uint64(n))
 	return n
 }
 
@@ -362,9 +399,14 @@ func (p *Port) Close() error {
 		return nil
 	}
 	p.cache.Flush()
-	clear(p.txq[len(p.txq):cap(p.txq)])
-	if len(p.txq) > 0 {
-		return fmt.Errorf("%w: %d", ErrNotEmpty, len(p.txq))
+	left := 0
+	for i := range p.txqs {
+		q := p.txqs[i].q
+		clear(q[len(q):cap(q)])
+		left += len(q)
+	}
+	if left > 0 {
+		return fmt.Errorf("%w: %d", ErrNotEmpty, left)
 	}
 	if p.ownPool {
 		if !p.pool.Full() {
@@ -377,11 +419,17 @@ func (p *Port) Close() error {
 
 // Stats returns the port's counters.
 func (p *Port) Stats() Stats {
-	return Stats{
-		Generated: p.generated.Load(), Returned: p.returned.Load(), Sent: p.sent.Load(),
-		SentBytes: p.sentBytes.Load(), Reclaimed: p.reclaimed.Load(), PoolEmpty: p.poolEmpty.Load(),
+	st := Stats{
+		Generated: p.generated.Load(), Returned: p.returned.Load(), PoolEmpty: p.poolEmpty.Load(),
 		SendErrors: p.sendErrors.Load(),
 	}
+	for i := range p.txqs {
+		tq := &p.txqs[i]
+		st.Sent += tq.sent.Load()
+		st.SentBytes += tq.sentBytes.Load()
+		st.Reclaimed += tq.reclaimed.Load()
+	}
+	return st
 }
 
 // Latencies returns the recorded receive-to-send times in nanoseconds (the

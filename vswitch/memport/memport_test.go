@@ -247,3 +247,53 @@ func TestLatencyStamps(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// With TxQueues the port has a transmit queue per worker: each reclaims
+// only what was sent through it, each is bounded by TxSlots, the counters
+// add the queues up, and Close refuses frames left in any queue. Without
+// it, TxQueues reports false and the port keeps one queue.
+func TestTxQueues(t *testing.T) {
+	if newPort(t, memport.Config{}).TxQueues(2) {
+		t.Fatal("TxQueues(2) true without Config.TxQueues")
+	}
+	gen := newPort(t, memport.Config{Frames: [][]byte{frame(60, 1)}, Limit: 6})
+	p := newPort(t, memport.Config{TxQueues: true, TxSlots: 2})
+	if !p.TxQueues(2) {
+		t.Fatal("TxQueues(2) false with Config.TxQueues")
+	}
+	in := make([]*nbl.NetBufferList, 6)
+	if n, err := gen.Receive(in); n != 6 || err != nil {
+		t.Fatalf("Receive: %d %v", n, err)
+	}
+	if n, err := p.SendQueue(0, in[:3]); n != 2 || err != nil {
+		t.Fatalf("SendQueue(0) of 3 with 2 slots: %d %v", n, err)
+	}
+	if n, err := p.SendQueue(1, in[2:4]); n != 2 || err != nil {
+		t.Fatalf("SendQueue(1): %d %v", n, err)
+	}
+	if st := p.Stats(); st.Sent != 4 || st.SentBytes != 240 {
+		t.Fatalf("after sending 4 frames: %+v", st)
+	}
+	out := make([]*nbl.NetBufferList, 6)
+	if n := p.ReclaimQueue(1, out); n != 2 || out[0] != in[2] || out[1] != in[3] {
+		t.Fatalf("ReclaimQueue(1): %d frames", n)
+	}
+	release(gen, out[:2])
+	if err := p.Close(); !errors.Is(err, memport.ErrNotEmpty) {
+		t.Fatalf("Close with two frames in queue 0: %v", err)
+	}
+	if n := p.Reclaim(out); n != 2 || out[0] != in[0] || out[1] != in[1] {
+		t.Fatalf("Reclaim (queue 0): %d frames", n)
+	}
+	release(gen, out[:2])
+	release(gen, in[4:])
+	if st := p.Stats(); st.Reclaimed != 4 {
+		t.Fatalf("after reclaiming 4 frames: %+v", st)
+	}
+	if st := gen.Stats(); st.Returned != 6 {
+		t.Fatalf("generator: %+v", st)
+	}
+	if err := gen.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
