@@ -28,6 +28,7 @@ type worker struct {
 	id        int
 	ports     []*port
 	txPorts   []*port      // the ports it sends to and reclaims from: its own, and every QueuedSender
+	queued    []int        // per port index: frames sent through its own queue of a QueuedSender, not yet reclaimed
 	caches    []*nbl.Cache // one per pool the worker releases into: ports' and the copy pool
 	foreign   []*nbl.Cache // those of pools of ports other workers serve (flushed when idle)
 	lent      []*nbl.Cache // those lent to their pools on the worker's goroutine
@@ -99,6 +100,7 @@ func newWorker(s *Switch, id int) (*worker, error) {
 		local:     make([]*nbl.NetBufferList, 0, s.cfg.InjectRingSize),
 		localNext: make([]*nbl.NetBufferList, 0, s.cfg.InjectRingSize),
 		counts:    make([][nCounters]uint64, len(s.ports)+1),
+		queued:    make([]int, len(s.ports)),
 		pub:       make([][nCounters]atomic.Uint64, len(s.ports)+1),
 	}
 	for i := range w.stage {
@@ -992,6 +994,7 @@ func (w *worker) send(p *port, out []*nbl.NetBufferList) {
 	var sent int
 	if p.q != nil {
 		sent, _ = p.q.SendQueue(w.id, out)
+		w.queued[p.idx] += min(max(sent, 0), len(out))
 	} else {
 		sent, _ = p.p.Send(out)
 	}
@@ -1035,7 +1038,13 @@ func (w *worker) reclaim(p *port) bool {
 	for {
 		var n int
 		if p.q != nil {
+			// Only a queue with frames in it: the port's other fields,
+			// which its own worker writes, stay out of this cache.
+			if w.queued[p.idx] == 0 {
+				return moved
+			}
 			n = p.q.ReclaimQueue(w.id, w.txbuf)
+			w.queued[p.idx] -= n
 		} else {
 			n = p.p.Reclaim(w.txbuf)
 		}

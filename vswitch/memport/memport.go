@@ -377,6 +377,9 @@ func (p *Port) Reclaim(out []*nbl.NetBufferList) int { return p.ReclaimQueue(0, 
 // ReclaimQueue implements vswitch.QueuedSender: Reclaim for queue qi.
 func (p *Port) ReclaimQueue(qi int, out []*nbl.NetBufferList) int {
 	tq := &p.txqs[qi]
+	if len(tq.q) == 0 {
+		return 0 // no stores: workers poll the queues of ports they do not serve
+	}
 	n := copy(out, tq.q)
 	if n == len(tq.q) {
 		tq.q = tq.q[:0]
