@@ -172,7 +172,9 @@ func TestSoak(t *testing.T) {
 			}
 		}
 		frames = append(frames, udpFrame(t, macN(i+1), net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 64))
-		p, err := memport.New(memport.Config{Frames: frames, MaxInFlight: 256, PoolSize: 1024, SendError: soakSendFault})
+		// Ports 1 and 2 have a transmit queue per worker
+		// (vswitch.QueuedSender); 3 and 4 take frames through their ring.
+		p, err := memport.New(memport.Config{Frames: frames, MaxInFlight: 256, PoolSize: 1024, SendError: soakSendFault, TxQueues: i < 2})
 		if err != nil {
 			t.Fatal(err)
 		}
