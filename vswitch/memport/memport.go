@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nblpipe/nblpipe/internal/cpu"
 	"github.com/nblpipe/nblpipe/nbl"
 )
 
@@ -81,30 +82,41 @@ type Stats struct {
 // Config.TxQueues, SendQueue and ReclaimQueue by one goroutine per queue;
 // Stats and Captured are safe from any goroutine.
 type Port struct {
+	// Set by New (txqs also by TxQueues, before the switch starts) and
+	// then only read, by the port's own worker and by the workers that
+	// send through its queues alike.
 	cfg     Config
 	pool    *nbl.Pool
 	ownPool bool
 	cache   *nbl.Cache
 	maxLen  int
-	next    int
-	left    uint64
 	txqs    []txQueue // queue 0 is Send's; TxQueues adds one per worker
-	closed  atomic.Bool
-
-	generated, returned, poolEmpty, sendErrors atomic.Uint64
-
-	mu       sync.Mutex
-	captured [][]byte
-
-	stampN  int
-	sameLen bool // every template has one length
+	sameLen bool      // every template has one length
 	// short holds each template zero-padded to shortLen bytes when every
 	// template is at most that long: Receive copies the whole block, a few
 	// vector moves instead of a call to memmove. The bytes past a frame's
 	// length land in the descriptor's own frame, behind its data.
-	short [][shortLen]byte
-	lat   []int64
-	latN  atomic.Uint64
+	short  [][shortLen]byte
+	lat    []int64
+	closed atomic.Bool
+
+	// Written on every receive by the port's own worker (returned by the
+	// worker that releases the port's frames: with queues, the same): a
+	// line of their own, so that a sender reading the fields above does
+	// not take it from that worker.
+	_                              cpu.CacheLinePad
+	next                           int
+	left                           uint64
+	stampN                         int
+	generated, returned, poolEmpty atomic.Uint64
+
+	// Written by the senders.
+	_                cpu.CacheLinePad
+	latN, sendErrors atomic.Uint64
+	_                cpu.CacheLinePad
+
+	mu       sync.Mutex
+	captured [][]byte
 }
 
 // txQueue is one transmit queue and its counters, written by the one
