@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+
+	"github.com/nblpipe/nblpipe/internal/cpu"
+	"github.com/nblpipe/nblpipe/internal/goid"
 )
 
 // ADDRESS_FAMILY is the address family of an injection handle (ws2def.h).
@@ -45,24 +48,46 @@ const (
 type Handle struct {
 	_ noCopy
 
-	// The fields an injection and a completion touch come first, in the
-	// object's first 56 bytes.
-	id     uint64
-	types  uint32
-	family ADDRESS_FAMILY
-	stack  *Stack
+	// What every injection and query reads, and nothing writes but
+	// Destroy: a line that workers on several cores keep shared.
+	id      uint64
+	types   uint32
+	family  ADDRESS_FAMILY
+	stack   *Stack
+	closing atomic.Bool
+	// lent counts the credit slots held (LendCredit, DropCredit), so that
+	// an injection looks at the slots only when some are; it changes only
+	// when a goroutine takes or frees a slot.
+	lent atomic.Int32
 
-	// pending counts injections accepted and not yet completed. Inject
-	// adds before it checks closing; Destroy sets closing before it reads
-	// pending (both sequentially consistent), so an injection either sees
-	// closing and backs out, or Destroy waits for it.
+	_       cpu.CacheLinePad
+	credits [creditSlots]creditSlot
+
+	// pending counts injections accepted and not yet completed, and the
+	// credit lent ahead. Inject adds before it checks closing; Destroy
+	// sets closing before it reads pending (both sequentially
+	// consistent), so an injection either sees closing and backs out, or
+	// Destroy waits for it.
 	pending   atomic.Int64
-	closing   atomic.Bool
 	completed atomic.Uint64
 
 	refused atomic.Uint64
 	drained chan struct{}
 	once    sync.Once
+}
+
+// creditSlots is how many goroutines may hold credit of one handle at
+// once; more take the usual way.
+const creditSlots = 8
+
+// creditSlot is the credit of one goroutine (LendCredit), alone in its
+// cache line: g names the goroutine (goid.G), 0 when the slot is free;
+// credit is pending injections reserved ahead, which only that goroutine
+// reads or writes while g names it.
+type creditSlot struct {
+	g      atomic.Uintptr
+	credit int64
+	_      [cpu.CacheLineSize - 16]byte
 }
 
 type noCopy struct{}
@@ -205,6 +230,112 @@ func (h *Handle) reserve(n int) bool {
 	// Pairs with the closing.Swap in DestroyContext: see the field comment.
 	h.pending.Add(int64(n))
 	return !h.closing.Load()
+}
+
+// LendCredit reserves n pending injections ahead for the calling
+// goroutine, a packet-path worker that injects through h, with one atomic
+// operation on the handle's shared count: until ReturnCredit, its
+// single-NBL vSwitch ingress injections (InjectVSwitchIngress,
+// FwpsInjectvSwitchEthernetIngressAsync0) each take one from the credit
+// instead of an atomic operation on that count, which workers on several
+// cores would pass between them on every frame; the rest take the usual
+// way. The goroutine keeps a slot of h from its first LendCredit until
+// DropCredit, so that lending again touches no line another goroutine
+// reads. It reports false, and lends nothing, when n is not positive, the
+// handle is closing, creditSlots other goroutines hold slots of h, or
+// goroutines cannot be told apart (architectures other than amd64 and
+// arm64); true when the goroutine has credit, also from an earlier call.
+//
+// The credit counts as pending: Destroy waits for ReturnCredit, and Stats
+// counts unused credit as injected and pending until then. So a goroutine
+// returns it soon, before it waits for anything: the vSwitch workers lend
+// it for one step, for the handles of the callouts they run, return it at
+// the step's end, and drop their slots when they stop.
+func (h *Handle) LendCredit(n int) bool {
+	g := goid.G()
+	if g == 0 || n <= 0 || h.closing.Load() {
+		return false
+	}
+	c := h.creditOf(g)
+	if c == nil {
+		if c = h.claimSlot(g); c == nil {
+			return false
+		}
+	}
+	if c.credit > 0 {
+		return true
+	}
+	if !h.reserve(n) {
+		h.end(n)
+		return false
+	}
+	c.credit = int64(n)
+	return true
+}
+
+// claimSlot takes a free credit slot for goroutine g, or returns nil.
+func (h *Handle) claimSlot(g uintptr) *creditSlot {
+	for i := range h.credits {
+		c := &h.credits[i]
+		if c.g.Load() == 0 && c.g.CompareAndSwap(0, g) {
+			h.lent.Add(1)
+			return c
+		}
+	}
+	return nil
+}
+
+// ReturnCredit gives back the unused credit that LendCredit lent the
+// calling goroutine, which keeps its slot; with none lent to it, it does
+// nothing.
+func (h *Handle) ReturnCredit() {
+	g := goid.G()
+	if g == 0 {
+		return
+	}
+	if c := h.creditOf(g); c != nil && c.credit > 0 {
+		n := c.credit
+		c.credit = 0
+		h.end(int(n))
+	}
+}
+
+// DropCredit is ReturnCredit, and frees the calling goroutine's slot of h.
+// A goroutine that lent credit calls it before it exits.
+func (h *Handle) DropCredit() {
+	g := goid.G()
+	if g == 0 {
+		return
+	}
+	c := h.creditOf(g)
+	if c == nil {
+		return
+	}
+	h.ReturnCredit()
+	h.lent.Add(-1)
+	c.g.Store(0)
+}
+
+// credit returns the calling goroutine's credit slot when it has credit
+// left, else nil: one load when no goroutine holds credit of h.
+func (h *Handle) credit() *creditSlot {
+	if h.lent.Load() == 0 {
+		return nil
+	}
+	if c := h.creditOf(goid.G()); c != nil && c.credit > 0 {
+		return c
+	}
+	return nil
+}
+
+// creditOf returns the credit slot of goroutine g, or nil.
+func (h *Handle) creditOf(g uintptr) *creditSlot {
+	for i := range h.credits {
+		if h.credits[i].g.Load() == g {
+			return &h.credits[i]
+		}
+	}
+	return nil
 }
 
 // end releases n pending injections; the last one after Destroy began wakes

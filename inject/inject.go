@@ -153,7 +153,14 @@ func (h *Handle) injectVSwitch(injectionContext any, vSwitchID []byte, sourcePor
 	if e := h.stack.last.Load(); e != nil && len(vSwitchID) == len(GUID{}) {
 		lo, hi := binary.LittleEndian.Uint64(vSwitchID), binary.LittleEndian.Uint64(vSwitchID[8:])
 		if e.lo == lo && e.hi == hi {
-			if !h.reserve(1) {
+			// A pending injection: from the calling goroutine's credit
+			// (LendCredit), else reserved.
+			if c := h.credit(); c != nil {
+				if h.closing.Load() {
+					return h.refuse(ErrHandleClosing)
+				}
+				c.credit--
+			} else if !h.reserve(1) {
 				return h.refuseClosing()
 			}
 			tagFresh(nbls, h, injectionContext)

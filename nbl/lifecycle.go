@@ -143,6 +143,9 @@ func (c *Cache) checkFree(l *NetBufferList, wantClone bool) error {
 // whichever goroutine does that.
 func (c *Cache) Release(l *NetBufferList) {
 	debugLive(l)
+	if l.releaseHanded {
+		panic("nbl: Release of an NBL whose release was handed to a clone (ReleaseParentWhenFreed)")
+	}
 	if l.pool != c.p {
 		releaseForeign(l)
 		return
@@ -231,7 +234,7 @@ func (c *Cache) dropBurst(nbls []*NetBufferList, rel int64) {
 			l.pool.front().releaseDereference(l, rel)
 			continue
 		}
-		if h := l.holds.Load(); h&refMask == 0 || h&rel != 0 {
+		if h := l.holds.Load(); h&refMask == 0 || h&rel != 0 || rel != 0 && l.releaseHanded {
 			r.end = end
 			r.flush()
 			badDrop(rel)
@@ -254,7 +257,7 @@ func (c *Cache) dropBurst(nbls []*NetBufferList, rel int64) {
 
 // releaseDereference is dropBurst for one NBL, leaving through c.
 func (c *Cache) releaseDereference(l *NetBufferList, rel int64) {
-	if h := l.holds.Load(); h&refMask == 0 || h&rel != 0 {
+	if h := l.holds.Load(); h&refMask == 0 || h&rel != 0 || rel != 0 && l.releaseHanded {
 		badDrop(rel)
 	}
 	if l.holds.Add(rel-refUnit) == releasedBit {
@@ -510,9 +513,10 @@ func (cl *NetBufferList) ReleaseParentWhenFreed() {
 	switch {
 	case !cl.clone || p == nil:
 		panic("nbl: ReleaseParentWhenFreed of an NBL that is not a clone")
-	case cl.releaseParent || p.holds.Load()&releasedBit != 0:
+	case p.releaseHanded || p.holds.Load()&releasedBit != 0:
 		panic("nbl: ReleaseParentWhenFreed of a released parent")
 	}
+	p.releaseHanded = true
 	cl.releaseParent = true
 }
 
@@ -562,6 +566,7 @@ func (l *NetBufferList) scrub() {
 	l.Originator = nil
 	l.Completion = Completion{}
 	l.Scratch, l.SourceHandle = nil, nil
+	l.releaseHanded = false
 	if l.mdl.kind != mdlFrame {
 		l.mdl.buf, l.mdl.kind = l.frame, mdlFrame
 	}

@@ -204,8 +204,10 @@ type NetBufferList struct {
 	index int32
 	clone bool
 	// releaseParent: a clone whose parent's owner handed its release to
-	// it (ReleaseParentWhenFreed).
+	// it (ReleaseParentWhenFreed); releaseHanded: the parent, whose owner
+	// did (written by the owner, so that a second release panics).
 	releaseParent bool
+	releaseHanded bool
 	// slow is nonzero when the NBL must take the general release path:
 	// slowShape once anything but Allocate's single NetBuffer over the
 	// built-in MDL was made (a clone, a prepended MDL, an extra

@@ -115,6 +115,37 @@ func TestReleaseParentWhenFreedMisuse(t *testing.T) {
 	expect("released parent", cl.ReleaseParentWhenFreed)
 	must(t, c.FreeClone(cl), "FreeClone")
 	checkFull(t, p, c)
+
+	// The release handed to one clone cannot be handed to another, or
+	// given as well by Release or ReleaseDereferenceBurst.
+	orig = mustAllocate(t, c, 0, 64)
+	a, b := mustClone(t, c, orig), mustClone(t, c, orig)
+	a.ReleaseParentWhenFreed()
+	expect("hand-over to a second clone", b.ReleaseParentWhenFreed)
+	expectMsg := func(what, want string, f func()) {
+		t.Helper()
+		defer func() {
+			t.Helper()
+			if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), want) {
+				t.Fatalf("%s: recovered %v, want a panic containing %q", what, r, want)
+			}
+		}()
+		f()
+	}
+	expectMsg("Release after the hand-over", "ReleaseParentWhenFreed", func() { c.Release(orig) })
+	orig.Reference()
+	expectMsg("ReleaseDereferenceBurst after the hand-over", "ReleaseDereference", func() { c.ReleaseDereferenceBurst([]*nbl.NetBufferList{orig}) })
+	orig.Dereference()
+	must(t, c.FreeClone(b), "FreeClone")
+	must(t, c.FreeClone(a), "FreeClone") // orig leaves with it, once
+	checkFull(t, p, c)
+	// A descriptor that was a handed parent comes back clean: it can be
+	// released as usual.
+	for range p.Cap() {
+		l := mustAllocate(t, c, 0, 64)
+		c.Release(l)
+	}
+	checkFull(t, p, c)
 }
 
 // holds keeps references and clones in one word: the counts read back

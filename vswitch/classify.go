@@ -530,6 +530,9 @@ func (w *worker) classify(filters []*Filter, in *IncomingValues, meta *Metadata,
 		out.ActionType, out.OutContext, out.FilterID, out.Rights, out.Flags, out.Reserved = FWP_ACTION_CONTINUE, 0, f.id, rights, 0, 0
 		// Inside the callout, a panic is put on it and on l (see
 		// ingressBurst).
+		if h := c.InjectionHandle; h != nil && h != w.lastCredited {
+			w.credit(h)
+		}
 		w.inCallout, w.inFrame, w.calling = c, l, true
 		c.Classify(in, meta, l, c.Context, f, 0, out)
 		w.calling = false // inCallout and inFrame stay: clearing them costs write barriers

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -77,6 +78,15 @@ type worker struct {
 	inIdx     int
 	flooding  *nbl.NetBufferList
 	floodSrc  int
+
+	// credited holds the injection handles of the callouts this step ran,
+	// which were asked for credit (inject.Handle.LendCredit), to be
+	// returned at the step's end; lastCredited is the last one. slotted
+	// holds the handles the worker has a credit slot of, dropped when it
+	// stops (unlend) or the handle closes.
+	credited     []*inject.Handle
+	lastCredited *inject.Handle
+	slotted      []*inject.Handle
 }
 
 type workerStats struct {
@@ -101,6 +111,8 @@ func newWorker(s *Switch, id int) (*worker, error) {
 		localNext: make([]*nbl.NetBufferList, 0, s.cfg.InjectRingSize),
 		counts:    make([][nCounters]uint64, len(s.ports)+1),
 		queued:    make([]int, len(s.ports)),
+		credited:  make([]*inject.Handle, 0, 4),
+		slotted:   make([]*inject.Handle, 0, 4),
 		pub:       make([][nCounters]atomic.Uint64, len(s.ports)+1),
 	}
 	for i := range w.stage {
@@ -175,6 +187,13 @@ func (w *worker) unlend() {
 	}
 	clear(w.lent)
 	w.lent = w.lent[:0]
+	// The credit slots too: another goroutine may run the worker next
+	// (Step), and a goroutine that exits frees its slots.
+	for _, h := range w.slotted {
+		h.DropCredit()
+	}
+	clear(w.slotted)
+	w.slotted = w.slotted[:0]
 }
 
 // flushForeign gives the descriptors the worker keeps for other workers'
@@ -313,7 +332,49 @@ func (w *worker) step() bool {
 	}
 	w.flushFree()
 	w.cq.Flush()
+	if len(w.credited) > 0 {
+		w.returnCredit()
+	}
 	return moved
+}
+
+// credit asks h, the injection handle of a callout about to run, for
+// credit for this step (inject.Handle.LendCredit): the callout's
+// injections into the switch then add nothing each to the handle's shared
+// count, which two workers would pass between their cores on every frame.
+// Each handle is asked once a step; returnCredit gives back what is left.
+func (w *worker) credit(h *inject.Handle) {
+	w.lastCredited = h
+	if slices.Contains(w.credited, h) {
+		return
+	}
+	w.credited = append(w.credited, h)
+	if !slices.Contains(w.slotted, h) {
+		w.slotted = append(w.slotted, h)
+	}
+	h.LendCredit(4 * len(w.burst))
+}
+
+// returnCredit gives back the credit of this step's handles, and the slots
+// of those that are closing.
+func (w *worker) returnCredit() {
+	for i, h := range w.credited {
+		h.ReturnCredit()
+		if h.Closing() {
+			w.dropSlot(h)
+		}
+		w.credited[i] = nil
+	}
+	w.credited = w.credited[:0]
+	w.lastCredited = nil
+}
+
+// dropSlot frees the worker's credit slot of h.
+func (w *worker) dropSlot(h *inject.Handle) {
+	h.DropCredit()
+	if i := slices.Index(w.slotted, h); i >= 0 {
+		w.slotted = slices.Delete(w.slotted, i, i+1)
+	}
 }
 
 // ingressBurst takes a burst through ingress: frames received on the port

@@ -315,6 +315,8 @@ func (p *Port) TxQueues(n int) bool {
 	if !p.cfg.TxQueues || n < 1 {
 		return false
 	}
+	p.mu.Lock() // Stats may read txqs from another goroutine
+	defer p.mu.Unlock()
 	for len(p.txqs) < n {
 		p.txqs = append(p.txqs, txQueue{q: make([]*nbl.NetBufferList, 0, p.cfg.TxSlots)})
 	}
@@ -438,6 +440,8 @@ func (p *Port) Stats() Stats {
 		Generated: p.generated.Load(), Returned: p.returned.Load(), PoolEmpty: p.poolEmpty.Load(),
 		SendErrors: p.sendErrors.Load(),
 	}
+	p.mu.Lock() // TxQueues may be growing txqs
+	defer p.mu.Unlock()
 	for i := range p.txqs {
 		tq := &p.txqs[i]
 		st.Sent += tq.sent.Load()
