@@ -59,6 +59,36 @@ func (h *holdingTarget) InjectIngress(nbls *nbl.NetBufferList, _ int, _ uint32, 
 	}
 }
 
+// holdingRig is a stack with an L2 handle, a pool of n NBLs with a cache, a
+// completion queue over that cache, and a registered holdingTarget.
+type holdingRig struct {
+	s     *Stack
+	h     *Handle
+	p     *nbl.Pool
+	cache *nbl.Cache
+	q     *CompletionQueue
+	hold  *holdingTarget
+	id    []byte // the target's switch ID
+}
+
+func newHoldingRig(t *testing.T, n int) *holdingRig {
+	t.Helper()
+	r := &holdingRig{s: newStack(t)}
+	r.h = newHandle(t, r.s, AF_UNSPEC, FWPS_INJECTION_TYPE_L2)
+	r.p = newPool(t, n)
+	var err error
+	if r.cache, err = r.p.NewCache(min(n, 64)); err != nil {
+		t.Fatal(err)
+	}
+	r.q = newQueue(t, r.s, 64, r.cache)
+	r.hold = &holdingTarget{id: nextGUID()}
+	if err := r.s.RegisterVSwitch(r.hold); err != nil {
+		t.Fatal(err)
+	}
+	r.id = r.hold.id.Bytes()
+	return r
+}
+
 // completeHeld completes every held NBL into q and flushes it.
 func (h *holdingTarget) completeHeld(q *CompletionQueue) {
 	for i := range h.n {

@@ -17,19 +17,8 @@ import (
 // creditSlots; Destroy waits for lent credit; a closing handle refuses an
 // injection with credit, keeping the credit, and lends none.
 func TestLendCredit(t *testing.T) {
-	s := newStack(t)
-	h := newHandle(t, s, AF_UNSPEC, FWPS_INJECTION_TYPE_L2)
-	p := newPool(t, 32)
-	cache, err := p.NewCache(16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := newQueue(t, s, 64, cache)
-	hold := &holdingTarget{id: nextGUID()}
-	if err := s.RegisterVSwitch(hold); err != nil {
-		t.Fatal(err)
-	}
-	id := hold.id.Bytes()
+	r := newHoldingRig(t, 32)
+	h, p, cache, q, hold, id := r.h, r.p, r.cache, r.q, r.hold, r.id
 	o := newOriginator(p.Cap())
 	var ls []*nbl.NetBufferList
 	inj := func(n int) error {

@@ -208,19 +208,8 @@ func TestVSwitchLookupRemembered(t *testing.T) {
 // into a queue with the worker's cache, flush) allocates nothing, and each
 // round drops exactly the reference it took.
 func TestAllocsReinjectOriginal(t *testing.T) {
-	s := newStack(t)
-	h := newHandle(t, s, AF_UNSPEC, FWPS_INJECTION_TYPE_L2)
-	p := newPool(t, 64)
-	cache, err := p.NewCache(64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := newQueue(t, s, 64, cache)
-	hold := &holdingTarget{id: nextGUID()}
-	if err := s.RegisterVSwitch(hold); err != nil {
-		t.Fatal(err)
-	}
-	id := hold.id.Bytes()
+	r := newHoldingRig(t, 64)
+	h, p, cache, q, hold, id := r.h, r.p, r.cache, r.q, r.hold, r.id
 	o := newOriginator(p.Cap())
 	ls := make([]*nbl.NetBufferList, 32)
 	for i := range ls {

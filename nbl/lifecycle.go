@@ -137,7 +137,8 @@ func (c *Cache) checkFree(l *NetBufferList, wantClone bool) error {
 }
 
 // Release says that the NBL's owner is done with it: the path that indicated
-// it has ended, or its holder completed it. With no clones and no
+// it has ended, or its holder completed it. It panics on an NBL whose release
+// was handed to a clone (ReleaseParentWhenFreed). With no clones and no
 // references it leaves at once (to its Originator, then its pool); otherwise
 // it leaves when the last clone is freed or the last reference dropped,
 // whichever goroutine does that.
@@ -505,8 +506,9 @@ func (c *Cache) finish(l *NetBufferList) {
 // after a Release, and the owner must not use the parent any more, as
 // after a Release. The goroutine that frees cl must be ordered after this
 // call (cl reached it through a ring, a queue or a completion after it).
-// It panics on an NBL that is not a clone, on a parent already released,
-// and on a second call for the same clone.
+// It panics on an NBL that is not a clone and on a parent already released
+// or handed over (to this clone or another); Release, and
+// ReleaseDereferenceBurst, of a parent handed over panic too.
 func (cl *NetBufferList) ReleaseParentWhenFreed() {
 	debugLive(cl)
 	p := cl.parent

@@ -9,6 +9,7 @@ import (
 	"github.com/nblpipe/nblpipe/inject"
 	"github.com/nblpipe/nblpipe/nbl"
 	"github.com/nblpipe/nblpipe/vswitch"
+	"github.com/nblpipe/nblpipe/vswitch/memport"
 )
 
 // The incoming values and metadata follow each frame, though the switch
@@ -169,7 +170,7 @@ func TestReinjectedOriginalsWithHolds(t *testing.T) {
 		}
 		if seen%3 == 0 {
 			followed++
-			if err := h.InjectVSwitchIngress(r.id.Bytes(), 1, 0, alloc(t, extra, idFrame(t, macN(1), macN(2), 64, 2)), nil, inject.Done{Fn: f.fn}); err != nil {
+			if err := injectExtra(t, r, h, extra, f); err != nil {
 				problems = append(problems, err.Error())
 			}
 		}
@@ -186,18 +187,35 @@ func TestReinjectedOriginalsWithHolds(t *testing.T) {
 	if len(heldUntil2nd) != 0 {
 		t.Errorf("%d frames not seen again after their injection", len(heldUntil2nd))
 	}
-	if s := gen.Stats(); s.Returned != s.Generated-uint64(len(held)) {
-		t.Errorf("generator: %d generated, %d returned with %d still referenced", s.Generated, s.Returned, len(held))
-	}
+	wantReturned(t, gen, n, len(held))
 	for _, l := range held {
 		l.Dereference()
 	}
-	if s := gen.Stats(); s.Returned != s.Generated || s.Generated != n {
-		t.Errorf("generator: %d generated, %d returned, want %d", s.Generated, s.Returned, n)
+	wantReturned(t, gen, n, 0)
+	r.closeWant(n, n+followed)
+}
+
+// injectExtra injects a fresh frame from pool p into the rig's switch, as
+// if from port 1; f frees it when it completes.
+func injectExtra(t testing.TB, r *rig, h *inject.Handle, p *nbl.Pool, f *freer) error {
+	return h.InjectVSwitchIngress(r.id.Bytes(), 1, 0, alloc(t, p, idFrame(t, macN(1), macN(2), 64, 2)), nil, inject.Done{Fn: f.fn})
+}
+
+// wantReturned fails the test unless gen generated n frames (0: any number)
+// and has all but held of them back.
+func wantReturned(t *testing.T, gen *memport.Port, n, held int) {
+	t.Helper()
+	if s := gen.Stats(); s.Returned != s.Generated-uint64(held) || n != 0 && held == 0 && s.Generated != uint64(n) {
+		t.Errorf("generator: %d generated, %d returned with %d frames still held; want %d generated", s.Generated, s.Returned, held, n)
 	}
-	st := r.close()
-	if got := sum(st); got.absorbed != n || got.tx != uint64(n+followed) {
-		t.Errorf("absorbed %d, sent %d; want %d, %d", got.absorbed, got.tx, n, n+followed)
+}
+
+// closeWant closes the rig's switch and fails the test unless it absorbed
+// and transmitted those numbers of frames.
+func (r *rig) closeWant(absorbed, tx int) {
+	r.t.Helper()
+	if got := sum(r.close()); got.absorbed != uint64(absorbed) || got.tx != uint64(tx) {
+		r.t.Errorf("absorbed %d, sent %d; want %d, %d", got.absorbed, got.tx, absorbed, tx)
 	}
 }
 
@@ -262,7 +280,7 @@ func TestClonedOriginalsHandTheirRelease(t *testing.T) {
 		}
 		if mode == 4 {
 			followed++
-			if err := h.InjectVSwitchIngress(r.id.Bytes(), 1, 0, alloc(t, extra, idFrame(t, macN(1), macN(2), 64, 2)), nil, inject.Done{Fn: f.fn}); err != nil {
+			if err := injectExtra(t, r, h, extra, f); err != nil {
 				problems = append(problems, err.Error())
 			}
 		}
@@ -280,25 +298,16 @@ func TestClonedOriginalsHandTheirRelease(t *testing.T) {
 	if held == 0 {
 		t.Fatal("no frame kept past its completion")
 	}
-	if s := gen.Stats(); s.Returned != s.Generated-uint64(held) {
-		t.Errorf("generator: %d generated, %d returned with %d frames still held", s.Generated, s.Returned, held)
-	}
+	wantReturned(t, gen, n, held)
 	for _, cl := range keptClones {
 		if err := cl.Pool().FreeClone(cl); err != nil {
 			t.Error(err)
 		}
 	}
-	if s := gen.Stats(); s.Returned != s.Generated-uint64(len(heldOrigs)) {
-		t.Errorf("generator: %d generated, %d returned with %d frames still referenced", s.Generated, s.Returned, len(heldOrigs))
-	}
+	wantReturned(t, gen, n, len(heldOrigs))
 	for _, l := range heldOrigs {
 		l.Dereference()
 	}
-	if s := gen.Stats(); s.Returned != s.Generated || s.Generated != n {
-		t.Errorf("generator: %d generated, %d returned, want %d", s.Generated, s.Returned, n)
-	}
-	st := r.close()
-	if got := sum(st); got.absorbed != n || got.tx != uint64(n+followed) {
-		t.Errorf("absorbed %d, sent %d; want %d, %d", got.absorbed, got.tx, n, n+followed)
-	}
+	wantReturned(t, gen, n, 0)
+	r.closeWant(n, n+followed)
 }

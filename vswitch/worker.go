@@ -1055,11 +1055,13 @@ func (w *worker) send(p *port, out []*nbl.NetBufferList) {
 	var sent int
 	if p.q != nil {
 		sent, _ = p.q.SendQueue(w.id, out)
-		w.queued[p.idx] += min(max(sent, 0), len(out))
 	} else {
 		sent, _ = p.p.Send(out)
 	}
 	sent = min(max(sent, 0), len(out))
+	if p.q != nil {
+		w.queued[p.idx] += sent
+	}
 	var unsentBytes uint64
 	for _, l := range out[sent:] {
 		unsentBytes += uint64(l.FirstNetBuffer().DataLength())
