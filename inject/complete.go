@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"unsafe"
 
+	"github.com/nblpipe/nblpipe/internal/cpu"
 	"github.com/nblpipe/nblpipe/nbl"
 )
 
@@ -23,6 +24,9 @@ import (
 // A CompletionQueue belongs to one goroutine. Make it on the goroutine that
 // will flush it: that fixes whether its completions report dispatchLevel.
 type CompletionQueue struct {
+	// Padded on both sides, as is every array it writes: each worker has
+	// one, and those made one after the other would share lines.
+	_        cpu.CacheLinePad
 	nbls     []*nbl.NetBufferList
 	batch    []*nbl.NetBufferList
 	caches   []*nbl.Cache
@@ -39,6 +43,7 @@ type CompletionQueue struct {
 	delivered uint64 // before the flush under way, which adds pos
 	batches   uint64
 	panics    uint64
+	_         cpu.CacheLinePad
 }
 
 // NewCompletionQueue returns a queue that holds up to size NBLs before it
@@ -52,8 +57,8 @@ func NewCompletionQueue(s *Stack, size int, caches ...*nbl.Cache) (*CompletionQu
 		return nil, fmt.Errorf("%w: completion queue size %d", ErrInvalidParameter, size)
 	}
 	q := &CompletionQueue{
-		nbls:     make([]*nbl.NetBufferList, 0, size),
-		batch:    make([]*nbl.NetBufferList, 0, size),
+		nbls:     cpu.Isolated[*nbl.NetBufferList](0, size),
+		batch:    cpu.Isolated[*nbl.NetBufferList](0, size),
 		dispatch: s.AtDispatch(),
 	}
 	for _, c := range caches {
@@ -235,12 +240,13 @@ func (q *CompletionQueue) newRun(owner *Handle) {
 }
 
 // endRun accounts the completions delivered for the current handle, those
-// from q.runStart to q.pos: one atomic add to its completed count and one
-// to its pending count. The next run starts at q.pos.
+// from q.runStart to q.pos (Handle.completeRun: as credit of the calling
+// goroutine when it has some, else one atomic add to the handle's
+// completed count and one to its pending count). The next run starts at
+// q.pos.
 func (q *CompletionQueue) endRun() {
 	if n := q.pos - q.runStart; q.runOwner != nil && n > 0 {
-		q.runOwner.completed.Add(uint64(n))
-		q.runOwner.end(n)
+		q.runOwner.completeRun(n)
 	}
 	q.runOwner, q.runStart = nil, q.pos
 }

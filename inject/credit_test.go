@@ -120,10 +120,16 @@ func TestLendCredit(t *testing.T) {
 	wg.Wait()
 	pending(7, "all slots dropped")
 
-	// Destroy waits for lent credit.
+	// Completions delivered by a goroutine with credit become credit; they
+	// count as completed when it returns the credit.
 	h.LendCredit(4)
 	hold.completeHeld(q)
-	pending(4, "every injection completed, the credit lent")
+	pending(11, "7 injections completed on the goroutine with credit 4")
+	if st := h.Stats(); st.Completed != 0 {
+		t.Fatalf("completions taken back as credit counted before ReturnCredit: %+v", st)
+	}
+
+	// Destroy waits for lent credit.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if err := h.DestroyContext(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -132,8 +138,11 @@ func TestLendCredit(t *testing.T) {
 	if err := inj(1); !errors.Is(err, ErrHandleClosing) {
 		t.Fatalf("injection with credit into a closing handle: %v", err)
 	}
-	pending(4, "the refused injection kept the credit")
+	pending(11, "the refused injection kept the credit")
 	h.ReturnCredit()
+	if st := h.Stats(); st.Pending != 0 || st.Completed != 7 {
+		t.Fatalf("credit returned: %+v, want none pending and 7 completed", st)
+	}
 	destroyBounded(t, h)
 	if h.LendCredit(1) {
 		t.Fatal("LendCredit granted on a destroyed handle")

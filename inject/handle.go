@@ -60,6 +60,14 @@ type Handle struct {
 	// when a goroutine takes or frees a slot.
 	lent atomic.Int32
 
+	_ cpu.CacheLinePad
+	// owners names the goroutine (goid.G) that holds each credit slot, 0
+	// for a free slot. It changes only when a goroutine takes or frees a
+	// slot, and every injection and completion run reads it while slots
+	// are held, so it has a line of its own, apart from the slots' counts
+	// that their goroutines write on every frame: a goroutine that looks
+	// for its slot past another's reads no line the other writes.
+	owners  [creditSlots]atomic.Uintptr
 	_       cpu.CacheLinePad
 	credits [creditSlots]creditSlot
 
@@ -81,13 +89,15 @@ type Handle struct {
 const creditSlots = 8
 
 // creditSlot is the credit of one goroutine (LendCredit), alone in its
-// cache line: g names the goroutine (goid.G), 0 when the slot is free;
-// credit is pending injections reserved ahead, which only that goroutine
-// reads or writes while g names it.
+// cache line and the adjacent one (cpu.CacheLinePadSize); the goroutine that owners names for it is the only one that
+// reads or writes it. credit is pending injections reserved ahead. taken
+// counts the completions that goroutine delivered while it had credit,
+// which became credit again instead of leaving the handle's shared counts
+// (completeRun); ReturnCredit moves them to the handle's completed count.
 type creditSlot struct {
-	g      atomic.Uintptr
 	credit int64
-	_      [cpu.CacheLineSize - 16]byte
+	taken  uint64
+	_      [cpu.CacheLinePadSize - 16]byte
 }
 
 type noCopy struct{}
@@ -164,6 +174,9 @@ type HandleStats struct {
 //
 // Injected is derived (completed + pending), which spares the injection
 // path an atomic operation; while injections run the figures are a snapshot.
+// Credit lent (LendCredit) counts as injected and pending until it is
+// returned, and completions a goroutine with credit delivered count as
+// completed from then on.
 func (h *Handle) Stats() HandleStats {
 	c := h.completed.Load()
 	p := h.pending.Load()
@@ -246,11 +259,18 @@ func (h *Handle) reserve(n int) bool {
 // goroutines cannot be told apart (architectures other than amd64 and
 // arm64); true when the goroutine has credit, also from an earlier call.
 //
+// Completions of h's injections that the goroutine delivers while it has
+// credit (a CompletionQueue it flushes) become credit again, so a worker
+// that both injects and completes writes none of the handle's shared
+// lines for either until ReturnCredit, which counts them as completed.
+//
 // The credit counts as pending: Destroy waits for ReturnCredit, and Stats
 // counts unused credit as injected and pending until then. So a goroutine
-// returns it soon, before it waits for anything: the vSwitch workers lend
-// it for one step, for the handles of the callouts they run, return it at
-// the step's end, and drop their slots when they stop.
+// returns it soon, before it waits for anything, and as soon as the
+// handle is closing: the vSwitch workers lend it for the handles of the
+// callouts they run, return it when they go idle and every 64 steps while
+// they are busy, drop the slot of a closing handle at the end of a step,
+// and drop their slots when they stop.
 func (h *Handle) LendCredit(n int) bool {
 	g := goid.G()
 	if g == 0 || n <= 0 || h.closing.Load() {
@@ -275,11 +295,10 @@ func (h *Handle) LendCredit(n int) bool {
 
 // claimSlot takes a free credit slot for goroutine g, or returns nil.
 func (h *Handle) claimSlot(g uintptr) *creditSlot {
-	for i := range h.credits {
-		c := &h.credits[i]
-		if c.g.Load() == 0 && c.g.CompareAndSwap(0, g) {
+	for i := range h.owners {
+		if o := &h.owners[i]; o.Load() == 0 && o.CompareAndSwap(0, g) {
 			h.lent.Add(1)
-			return c
+			return &h.credits[i]
 		}
 	}
 	return nil
@@ -293,7 +312,17 @@ func (h *Handle) ReturnCredit() {
 	if g == 0 {
 		return
 	}
-	if c := h.creditOf(g); c != nil && c.credit > 0 {
+	c := h.creditOf(g)
+	if c == nil {
+		return
+	}
+	// Completed first: when the last pending injection ends, Destroy's
+	// caller may read Stats.
+	if c.taken > 0 {
+		h.completed.Add(c.taken)
+		c.taken = 0
+	}
+	if c.credit > 0 {
 		n := c.credit
 		c.credit = 0
 		h.end(int(n))
@@ -307,13 +336,13 @@ func (h *Handle) DropCredit() {
 	if g == 0 {
 		return
 	}
-	c := h.creditOf(g)
-	if c == nil {
+	i := h.slotOf(g)
+	if i < 0 {
 		return
 	}
 	h.ReturnCredit()
 	h.lent.Add(-1)
-	c.g.Store(0)
+	h.owners[i].Store(0)
 }
 
 // credit returns the calling goroutine's credit slot when it has credit
@@ -330,12 +359,38 @@ func (h *Handle) credit() *creditSlot {
 
 // creditOf returns the credit slot of goroutine g, or nil.
 func (h *Handle) creditOf(g uintptr) *creditSlot {
-	for i := range h.credits {
-		if h.credits[i].g.Load() == g {
-			return &h.credits[i]
-		}
+	if i := h.slotOf(g); i >= 0 {
+		return &h.credits[i]
 	}
 	return nil
+}
+
+// slotOf returns the index of goroutine g's credit slot, or -1.
+func (h *Handle) slotOf(g uintptr) int {
+	for i := range h.owners {
+		if h.owners[i].Load() == g {
+			return i
+		}
+	}
+	return -1
+}
+
+// completeRun accounts n completions of h's injections delivered by the
+// calling goroutine. A goroutine with credit of h takes them back as
+// credit: the injections they end stop counting as pending and as many
+// count as lent, so the shared count stays as it is and none of the
+// handle's shared lines is written until ReturnCredit counts them as
+// completed. Otherwise they leave the shared counts at once.
+func (h *Handle) completeRun(n int) {
+	if h.lent.Load() != 0 {
+		if c := h.creditOf(goid.G()); c != nil && c.credit > 0 {
+			c.credit += int64(n)
+			c.taken += uint64(n)
+			return
+		}
+	}
+	h.completed.Add(uint64(n))
+	h.end(n)
 }
 
 // end releases n pending injections; the last one after Destroy began wakes

@@ -22,8 +22,14 @@ func TestLend(t *testing.T) {
 	}
 	c, _ := p.NewCache(64)
 	other, _ := p.NewCache(64)
+	if c.Lent() {
+		t.Fatal("Lent before Lend")
+	}
 	if !c.Lend() {
 		t.Fatal("Lend refused on a pool with no lender")
+	}
+	if !c.Lent() || other.Lent() {
+		t.Fatalf("after c.Lend: c.Lent %v, other.Lent %v; want true, false", c.Lent(), other.Lent())
 	}
 	if !c.Lend() {
 		t.Fatal("a second Lend of the same cache on the same goroutine refused")
@@ -35,6 +41,10 @@ func TestLend(t *testing.T) {
 	go func() { done <- other.Lend() }()
 	if <-done {
 		t.Fatal("another goroutine lent a cache of a pool already lent")
+	}
+	go func() { done <- c.Lent() }()
+	if <-done {
+		t.Fatal("c reported lent on a goroutine that did not lend it")
 	}
 	// Pool-level allocate and free go through c: the descriptors stay in
 	// its stack, so the shared ring sees them as in use.
@@ -89,6 +99,9 @@ func TestLend(t *testing.T) {
 	}
 	wg.Wait()
 	c.Unlend()
+	if c.Lent() {
+		t.Error("Lent after Unlend")
+	}
 	c.Flush()
 	if !p.Full() {
 		t.Errorf("%d NBLs in use after Unlend and Flush", p.InUse())

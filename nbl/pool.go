@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"github.com/nblpipe/nblpipe/internal/cpu"
 	"github.com/nblpipe/nblpipe/internal/goid"
 	"github.com/nblpipe/nblpipe/pool"
 )
@@ -149,6 +150,13 @@ func (c *Cache) Unlend() {
 	}
 }
 
+// Lent reports whether c is the cache its pool's own methods use on the
+// calling goroutine, lent there with Lend.
+func (c *Cache) Lent() bool {
+	g := goid.G()
+	return g != 0 && c.c != nil && c.p.lentG.Load() == g && c.p.lent == c
+}
+
 // ErrClosed is returned by a closed pool's allocation functions.
 var ErrClosed = errors.New("nbl: pool closed")
 
@@ -185,7 +193,7 @@ func NewPool(cfg Config) (*Pool, error) {
 		p.closeSlabs()
 		return nil, err
 	}
-	p.shared = &Cache{p: p, bulk: make([]*NetBufferList, 0, maxRun)}
+	p.shared = &Cache{p: p, bulk: cpu.Isolated[*NetBufferList](0, maxRun)}
 	p.lent = p.shared
 	return p, nil
 }
@@ -265,7 +273,7 @@ func (p *Pool) NewCache(size int) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Cache{p: p, c: c, bulk: make([]*NetBufferList, 0, maxRun)}, nil
+	return &Cache{p: p, c: c, bulk: cpu.Isolated[*NetBufferList](0, maxRun)}, nil
 }
 
 // The Pool methods below are the Cache methods through the shared ring (or
@@ -312,9 +320,11 @@ func (p *Pool) FreeClone(clone *NetBufferList) error {
 // per-worker stack of descriptors and touch shared memory only in bulk. Not
 // safe for concurrent use.
 type Cache struct {
+	_    cpu.CacheLinePad // see pool.Cache: one worker's, beside another's
 	p    *Pool
 	c    *pool.Cache[NetBufferList] // nil for the pool's shared front
 	bulk []*NetBufferList           // DereferenceBurst's leavers after a gap
+	_    cpu.CacheLinePad
 }
 
 // Pool returns the cache's pool.

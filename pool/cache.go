@@ -1,6 +1,10 @@
 package pool
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/nblpipe/nblpipe/internal/cpu"
+)
 
 // Cache is a per-worker stack of free objects in front of a Pool, like the
 // per-lcore rte_mempool_cache. It is not safe for concurrent use: give each
@@ -14,6 +18,10 @@ import "fmt"
 // Objects in a cache count as in use for Pool.InUse; call Flush before
 // checking that a pool is full, and when the worker stops.
 type Cache[T any] struct {
+	// Padded on both sides: caches of several workers are often made one
+	// after the other, and the allocator would put them side by side,
+	// where each worker's writes of n would take the line from the next.
+	_ cpu.CacheLinePad
 	p *Pool[T]
 	// objs[:n] are free objects, the most recently put last. The slots
 	// above n may keep pointers to objects that left: they are objects of
@@ -23,6 +31,7 @@ type Cache[T any] struct {
 	objs []*T
 	n    int
 	half int
+	_    cpu.CacheLinePad
 }
 
 // NewCache returns an empty cache of the given size (at least 2) in front
@@ -31,7 +40,7 @@ func (p *Pool[T]) NewCache(size int) (*Cache[T], error) {
 	if size < 2 {
 		return nil, fmt.Errorf("%w: got %d", ErrCacheSize, size)
 	}
-	return &Cache[T]{p: p, objs: make([]*T, size), half: size / 2}, nil
+	return &Cache[T]{p: p, objs: cpu.Isolated[*T](size, size), half: size / 2}, nil
 }
 
 // Pool returns the pool behind the cache.

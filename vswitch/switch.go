@@ -172,6 +172,9 @@ type Switch struct {
 	stop      atomic.Bool
 	wg        sync.WaitGroup
 	closeMu   sync.Mutex
+	// lendOrder holds each worker's goroutine until every worker has lent
+	// the caches of its own ports' pools (worker.lend).
+	lendOrder sync.WaitGroup
 
 	// stats not tied to a port
 	rightsViolations atomic.Uint64
@@ -343,6 +346,7 @@ func (s *Switch) Start() error {
 		return nil
 	}
 	ready := make(chan error, len(s.workers))
+	s.lendOrder.Add(len(s.workers))
 	for _, w := range s.workers {
 		s.wg.Add(1)
 		go w.run(ready)
@@ -381,7 +385,7 @@ func (s *Switch) Step() bool {
 	g := goid.G()
 	for _, w := range s.workers {
 		w.g.Store(g)
-		w.lend()
+		w.lend(nil)
 		if w.step() {
 			moved = true
 		} else {

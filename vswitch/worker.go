@@ -10,6 +10,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +26,10 @@ import (
 // classification into the destination ports' transmit rings; then the
 // worker transmits on its own ports and flushes its completions.
 type worker struct {
+	// Padded on both sides, as are the arrays it writes (cpu.Isolated):
+	// the workers are made one after the other, and the allocator would
+	// put each next to the last, where their writes would share lines.
+	_         cpu.CacheLinePad
 	sw        *Switch
 	id        int
 	ports     []*port
@@ -80,13 +85,16 @@ type worker struct {
 	floodSrc  int
 
 	// credited holds the injection handles of the callouts this step ran,
-	// which were asked for credit (inject.Handle.LendCredit), to be
-	// returned at the step's end; lastCredited is the last one. slotted
-	// holds the handles the worker has a credit slot of, dropped when it
-	// stops (unlend) or the handle closes.
+	// which were asked for credit (inject.Handle.LendCredit) once in the
+	// step; lastCredited is the last one. slotted holds the handles the
+	// worker has a credit slot of, whose credit it returns now and then
+	// (settleCredit), and whose slots it drops when it stops (unlend) or
+	// the handle closes.
 	credited     []*inject.Handle
 	lastCredited *inject.Handle
 	slotted      []*inject.Handle
+
+	_ cpu.CacheLinePad
 }
 
 type workerStats struct {
@@ -102,21 +110,21 @@ func newWorker(s *Switch, id int) (*worker, error) {
 		sw:        s,
 		id:        id,
 		injq:      injq,
-		burst:     make([]*nbl.NetBufferList, s.cfg.Burst),
-		txbuf:     make([]*nbl.NetBufferList, s.cfg.Burst),
-		stage:     make([]stage, len(s.ports)),
-		free:      make([]*nbl.NetBufferList, 0, s.cfg.Burst),
-		dests:     make([]int, 0, len(s.ports)),
-		local:     make([]*nbl.NetBufferList, 0, s.cfg.InjectRingSize),
-		localNext: make([]*nbl.NetBufferList, 0, s.cfg.InjectRingSize),
-		counts:    make([][nCounters]uint64, len(s.ports)+1),
-		queued:    make([]int, len(s.ports)),
-		credited:  make([]*inject.Handle, 0, 4),
-		slotted:   make([]*inject.Handle, 0, 4),
-		pub:       make([][nCounters]atomic.Uint64, len(s.ports)+1),
+		burst:     cpu.Isolated[*nbl.NetBufferList](s.cfg.Burst, s.cfg.Burst),
+		txbuf:     cpu.Isolated[*nbl.NetBufferList](s.cfg.Burst, s.cfg.Burst),
+		stage:     cpu.Isolated[stage](len(s.ports), len(s.ports)),
+		free:      cpu.Isolated[*nbl.NetBufferList](0, s.cfg.Burst),
+		dests:     cpu.Isolated[int](0, len(s.ports)),
+		local:     cpu.Isolated[*nbl.NetBufferList](0, s.cfg.InjectRingSize),
+		localNext: cpu.Isolated[*nbl.NetBufferList](0, s.cfg.InjectRingSize),
+		counts:    cpu.Isolated[[nCounters]uint64](len(s.ports)+1, len(s.ports)+1),
+		queued:    cpu.Isolated[int](len(s.ports), len(s.ports)),
+		credited:  cpu.Isolated[*inject.Handle](0, 4),
+		slotted:   cpu.Isolated[*inject.Handle](0, 4),
+		pub:       cpu.Isolated[[nCounters]atomic.Uint64](len(s.ports)+1, len(s.ports)+1),
 	}
 	for i := range w.stage {
-		w.stage[i].buf = make([]*nbl.NetBufferList, s.cfg.Burst)
+		w.stage[i].buf = cpu.Isolated[*nbl.NetBufferList](s.cfg.Burst, s.cfg.Burst)
 	}
 	w.initValues()
 	if w.copyCache, err = s.copies.NewCache(max(2, s.cfg.Burst*2)); err != nil {
@@ -170,12 +178,29 @@ func (w *worker) setupCaches() error {
 // lend lends the worker's caches to their pools on the worker's goroutine
 // (nbl.Cache.Lend): callouts and completion functions that use pool-level
 // methods (Pool.Clone, FreeClone, NetBufferList.Dereference...) then go
-// through them. A pool another worker already lends to keeps its shared
-// ring for this one.
-func (w *worker) lend() {
+// through them. A pool lends to one goroutine at a time, and one another
+// worker already lends to keeps its shared ring for this one. So the
+// worker first lends the caches of its own ports' pools, whose frames its
+// callouts and completions see most; with order set (the workers'
+// goroutines, not Step), it then waits until every worker has done so
+// before it lends the rest (the copy pool's, other workers' ports'), so
+// that no worker takes the pool of a port another serves from it.
+func (w *worker) lend(order *sync.WaitGroup) {
 	w.lent = w.lent[:0]
+	w.lendCaches(false)
+	if order != nil {
+		order.Done()
+		order.Wait()
+	}
+	w.lendCaches(true)
+}
+
+// lendCaches lends the caches of the pools of the worker's own ports, or
+// (others) the rest.
+func (w *worker) lendCaches(others bool) {
 	for _, c := range w.caches {
-		if c.Lend() {
+		other := c == w.copyCache || slices.Contains(w.foreign, c)
+		if other == others && c.Lend() {
 			w.lent = append(w.lent, c)
 		}
 	}
@@ -216,6 +241,7 @@ func (w *worker) run(ready chan<- error) {
 	defer w.sw.stack.LeaveDispatch()
 	cq, err := inject.NewCompletionQueue(w.sw.stack, 4*w.sw.cfg.Burst, w.caches...)
 	if err != nil {
+		w.sw.lendOrder.Done()
 		ready <- err
 		return
 	}
@@ -224,7 +250,7 @@ func (w *worker) run(ready chan<- error) {
 	labels := pprof.Labels(append([]string{"stage", "vswitch-worker", "worker", strconv.Itoa(w.id)}, w.sw.cfg.ProfileLabels...)...)
 	pprof.Do(context.Background(), labels, func(context.Context) {
 		w.g.Store(goid.G())
-		w.lend()
+		w.lend(&w.sw.lendOrder)
 		w.loop()
 		w.unlend()
 		w.g.Store(0)
@@ -332,17 +358,25 @@ func (w *worker) step() bool {
 	}
 	w.flushFree()
 	w.cq.Flush()
-	if len(w.credited) > 0 {
-		w.returnCredit()
+	if len(w.slotted) > 0 {
+		w.settleCredit(!moved || w.loops%creditSteps == 0)
 	}
 	return moved
 }
+
+// creditSteps is how many steps a worker keeps the injection credit it
+// was lent (between two returns, while traffic flows and no handle
+// closes): returning and lending it again writes the handle's shared
+// count, which the workers would otherwise pass between their cores on
+// every step.
+const creditSteps = 64
 
 // credit asks h, the injection handle of a callout about to run, for
 // credit for this step (inject.Handle.LendCredit): the callout's
 // injections into the switch then add nothing each to the handle's shared
 // count, which two workers would pass between their cores on every frame.
-// Each handle is asked once a step; returnCredit gives back what is left.
+// Each handle is asked once a step, and lends more only when the credit
+// is used up; settleCredit gives back what is left.
 func (w *worker) credit(h *inject.Handle) {
 	w.lastCredited = h
 	if slices.Contains(w.credited, h) {
@@ -355,18 +389,24 @@ func (w *worker) credit(h *inject.Handle) {
 	h.LendCredit(4 * len(w.burst))
 }
 
-// returnCredit gives back the credit of this step's handles, and the slots
-// of those that are closing.
-func (w *worker) returnCredit() {
-	for i, h := range w.credited {
-		h.ReturnCredit()
-		if h.Closing() {
-			w.dropSlot(h)
-		}
-		w.credited[i] = nil
-	}
+// settleCredit ends a step's credit: the slots of handles that are closing
+// are dropped, with their credit, so that Destroy waits at most a step for
+// the worker; with all, every handle's credit goes back (the worker was
+// idle, or kept it for creditSteps steps), so that the handles' counts are
+// exact while the switch is quiet and their completed counts trail by at
+// most creditSteps steps while it is not.
+func (w *worker) settleCredit(all bool) {
+	clear(w.credited)
 	w.credited = w.credited[:0]
 	w.lastCredited = nil
+	for i := len(w.slotted) - 1; i >= 0; i-- {
+		h := w.slotted[i]
+		if h.Closing() {
+			w.dropSlot(h)
+		} else if all {
+			h.ReturnCredit()
+		}
+	}
 }
 
 // dropSlot frees the worker's credit slot of h.

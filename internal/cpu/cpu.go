@@ -10,6 +10,7 @@ package cpu
 import (
 	"fmt"
 	"runtime"
+	"unsafe"
 
 	"github.com/klauspost/cpuid/v2"
 )
@@ -75,4 +76,23 @@ func size(b int) string {
 		return fmt.Sprintf("%d KiB", b>>10)
 	}
 	return fmt.Sprintf("%d B", b)
+}
+
+// Isolated returns a slice of n zero elements with capacity c (c >= n)
+// whose backing array shares no cache line, nor the adjacent-line pair,
+// with any other allocation: CacheLinePadSize bytes of it on each side
+// stay unused. The Go allocator places small objects of one size side by
+// side, so two workers' scratch arrays made one after the other would
+// otherwise share the line where one ends and the next begins, and each
+// worker's writes would take it from the other. Appending past c
+// reallocates without the padding.
+func Isolated[T any](n, c int) []T {
+	c = max(c, n)
+	size := int(unsafe.Sizeof(*new(T)))
+	if size == 0 {
+		return make([]T, n, c)
+	}
+	pad := (CacheLinePadSize + size - 1) / size
+	b := make([]T, pad+c+pad)
+	return b[pad : pad+n : pad+c]
 }

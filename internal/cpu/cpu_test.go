@@ -47,3 +47,36 @@ func TestPin(t *testing.T) {
 		t.Fatal("Pin to a CPU that does not exist succeeded")
 	}
 }
+
+// TestIsolated: the slice has the length and capacity asked for, and two
+// made one after the other (which the allocator would otherwise place side
+// by side) are at least the padding apart, in either order.
+func TestIsolated(t *testing.T) {
+	a := Isolated[uint64](1, 3)
+	b := Isolated[uint64](1, 3)
+	if len(a) != 1 || cap(a) != 3 || a[0] != 0 {
+		t.Fatalf("len %d cap %d, want 1 and 3", len(a), cap(a))
+	}
+	checkApart(t, "two isolated arrays", unsafe.Pointer(&a[:3][2]), unsafe.Pointer(&b[0]))
+	checkApart(t, "two isolated arrays", unsafe.Pointer(&b[:3][2]), unsafe.Pointer(&a[0]))
+	type big [200]byte
+	if c := Isolated[big](2, 1); len(c) != 2 || cap(c) != 2 {
+		t.Fatalf("capacity below the length: len %d cap %d, want 2 and 2", len(c), cap(c))
+	}
+	if z := Isolated[struct{}](4, 4); len(z) != 4 {
+		t.Fatalf("zero-size elements: len %d", len(z))
+	}
+}
+
+// checkApart fails unless the words at a and b are CacheLinePadSize bytes
+// apart or more.
+func checkApart(t *testing.T, what string, a, b unsafe.Pointer) {
+	t.Helper()
+	d := int64(uintptr(a)) - int64(uintptr(b))
+	if d < 0 {
+		d = -d
+	}
+	if d < CacheLinePadSize {
+		t.Errorf("%s: %d bytes apart, want at least %d", what, d, CacheLinePadSize)
+	}
+}

@@ -82,6 +82,8 @@ type Stats struct {
 // Config.TxQueues, SendQueue and ReclaimQueue by one goroutine per queue;
 // Stats and Captured are safe from any goroutine.
 type Port struct {
+	_ cpu.CacheLinePad // apart from whatever the allocator put before it
+
 	// Set by New (txqs also by TxQueues, before the switch starts) and
 	// then only read, by the port's own worker and by the workers that
 	// send through its queues alike.
@@ -161,7 +163,7 @@ func New(cfg Config) (*Port, error) {
 		cfg.TxSlots = 4096
 		p.cfg.TxSlots = 4096
 	}
-	p.txqs = []txQueue{{q: make([]*nbl.NetBufferList, 0, cfg.TxSlots)}}
+	p.txqs = []txQueue{{q: cpu.Isolated[*nbl.NetBufferList](0, cfg.TxSlots)}}
 	p.pool = cfg.Pool
 	if p.pool == nil {
 		size := cfg.PoolSize
@@ -318,7 +320,7 @@ func (p *Port) TxQueues(n int) bool {
 	p.mu.Lock() // Stats may read txqs from another goroutine
 	defer p.mu.Unlock()
 	for len(p.txqs) < n {
-		p.txqs = append(p.txqs, txQueue{q: make([]*nbl.NetBufferList, 0, p.cfg.TxSlots)})
+		p.txqs = append(p.txqs, txQueue{q: cpu.Isolated[*nbl.NetBufferList](0, p.cfg.TxSlots)})
 	}
 	return true
 }
