@@ -65,11 +65,7 @@ func lastOf[T any](s []T) unsafe.Pointer {
 
 func apart(t *testing.T, what string, x, y unsafe.Pointer) {
 	t.Helper()
-	d := int64(uintptr(x)) - int64(uintptr(y))
-	if d < 0 {
-		d = -d
-	}
-	if d < cpu.CacheLinePadSize {
+	if d, ok := cpu.Apart(x, y); !ok {
 		t.Errorf("%s: %d bytes apart, want at least %d", what, d, cpu.CacheLinePadSize)
 	}
 }

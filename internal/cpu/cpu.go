@@ -96,3 +96,14 @@ func Isolated[T any](n, c int) []T {
 	b := make([]T, pad+c+pad)
 	return b[pad : pad+n : pad+c]
 }
+
+// Apart returns the distance in bytes between the words at a and b, and
+// whether it is CacheLinePadSize or more: the tests' check that what two
+// cores write shares no line (nor an adjacent pair).
+func Apart(a, b unsafe.Pointer) (int64, bool) {
+	d := int64(uintptr(a)) - int64(uintptr(b))
+	if d < 0 {
+		d = -d
+	}
+	return d, d >= CacheLinePadSize
+}

@@ -72,11 +72,7 @@ func TestIsolated(t *testing.T) {
 // apart or more.
 func checkApart(t *testing.T, what string, a, b unsafe.Pointer) {
 	t.Helper()
-	d := int64(uintptr(a)) - int64(uintptr(b))
-	if d < 0 {
-		d = -d
-	}
-	if d < CacheLinePadSize {
+	if d, ok := Apart(a, b); !ok {
 		t.Errorf("%s: %d bytes apart, want at least %d", what, d, CacheLinePadSize)
 	}
 }
