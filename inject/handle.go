@@ -89,11 +89,12 @@ type Handle struct {
 const creditSlots = 8
 
 // creditSlot is the credit of one goroutine (LendCredit), alone in its
-// cache line and the adjacent one (cpu.CacheLinePadSize); the goroutine that owners names for it is the only one that
-// reads or writes it. credit is pending injections reserved ahead. taken
-// counts the completions that goroutine delivered while it had credit,
-// which became credit again instead of leaving the handle's shared counts
-// (completeRun); ReturnCredit moves them to the handle's completed count.
+// cache line and the adjacent one (cpu.CacheLinePadSize); the goroutine
+// that owners names for it is the only one that reads or writes it. credit
+// is pending injections reserved ahead. taken counts the completions that
+// goroutine delivered while it had credit, which became credit again
+// instead of leaving the handle's shared counts (completeRun); ReturnCredit
+// moves them to the handle's completed count.
 type creditSlot struct {
 	credit int64
 	taken  uint64
