@@ -3,7 +3,7 @@
 export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 
-.PHONY: all test vet fmt-check test-race test-debug bench bench-smoke gobench fuzz soak nblswitch
+.PHONY: all test vet fmt-check test-race test-debug bench bench-smoke gobench fuzz soak nblswitch pgo
 
 all: test
 
@@ -29,6 +29,23 @@ test-debug:
 ## bench: the main job, the benchmark program on in-memory data (no root).
 bench:
 	$(GO) run ./bench $(BENCHFLAGS)
+
+## pgo: profile the in-memory pipeline (one and two workers, 64-byte
+## frames, each scenario 2 s) with a build made without PGO, and write the
+## merged CPU profile as default.pgo of bench and cmd/nblswitch, which
+## `go build`, `go run` and `go test` of those two main packages then use
+## (profile-guided optimization). Run it again after changing a hot path.
+PGO_SCENARIOS ?= ^pipeline/(forward|inspect|clone-reinject|block)/
+pgo:
+	@set -e; d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; \
+	$(GO) build -pgo=off -o "$$d/bench" ./bench; \
+	for w in 1 2; do \
+		"$$d/bench" -no-micro -burst 32 -size 64 -workers $$w -duration 2s \
+			-scenario '$(PGO_SCENARIOS)' -cpuprofile "$$d/w$$w.prof" > /dev/null; \
+	done; \
+	$(GO) tool pprof -proto "$$d/w1.prof" "$$d/w2.prof" > "$$d/merged.pgo"; \
+	cp "$$d/merged.pgo" bench/default.pgo; cp "$$d/merged.pgo" cmd/nblswitch/default.pgo; \
+	echo "wrote bench/default.pgo and cmd/nblswitch/default.pgo"
 
 ## bench-smoke: the benchmark program with very short runs (CI checks it works).
 bench-smoke:

@@ -419,7 +419,15 @@ func (s *Switch) InjectIngress(nbls *nbl.NetBufferList, count int, sourcePortID 
 		if g := w.g.Load(); g != 0 && g == goid.G() {
 			// A callout of this worker injects while the worker classifies:
 			// the frames join the worker's local queue, with no ring and no
-			// atomic counter in between.
+			// atomic counter in between. One NBL with room for it, a
+			// callout's usual call, is queued here, with no further call.
+			if nbls.Next == nil && len(w.local) < cap(w.local) {
+				nbls.Info.Switch.SourcePortID = sourcePortID
+				nbls.Info.Switch.SourceNicIndex = sourceNicIndex
+				w.local = append(w.local, nbls)
+				w.counts[slot][cInjected]++
+				return
+			}
 			w.injectLocal(nbls, slot, sourcePortID, sourceNicIndex)
 			return
 		}

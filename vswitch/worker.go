@@ -473,17 +473,9 @@ func (w *worker) receiveError(p *port, err error) {
 }
 
 // injectLocal queues an injected chain on the worker's own goroutine (see
-// Switch.InjectIngress). What does not fit is completed with a failure
-// status and counted as DropRingFull.
+// Switch.InjectIngress, which queues a single NBL itself). What does not
+// fit is completed with a failure status and counted as DropRingFull.
 func (w *worker) injectLocal(nbls *nbl.NetBufferList, slot int, sourcePortID uint32, sourceNicIndex uint16) {
-	if nbls.Next == nil && len(w.local) < cap(w.local) {
-		// One NBL with room for it: a callout's usual call.
-		nbls.Info.Switch.SourcePortID = sourcePortID
-		nbls.Info.Switch.SourceNicIndex = sourceNicIndex
-		w.local = append(w.local, nbls)
-		w.counts[slot][cInjected]++
-		return
-	}
 	n := uint64(0)
 	for l := nbls; l != nil; {
 		next := l.Next
