@@ -438,8 +438,13 @@ func (p *Port) Close() error {
 
 // Stats returns the port's counters.
 func (p *Port) Stats() Stats {
+	// Returned is read before Generated: a frame is counted generated
+	// before the switch sees it, so while frames flow a reading never
+	// shows more returned than generated (read the other way round, the
+	// frames generated and returned between the two loads could).
+	ret := p.returned.Load()
 	st := Stats{
-		Generated: p.generated.Load(), Returned: p.returned.Load(), PoolEmpty: p.poolEmpty.Load(),
+		Generated: p.generated.Load(), Returned: ret, PoolEmpty: p.poolEmpty.Load(),
 		SendErrors: p.sendErrors.Load(),
 	}
 	p.mu.Lock() // TxQueues may be growing txqs
