@@ -228,8 +228,14 @@ func (h *Handle) DestroyContext(ctx context.Context) error {
 func (h *Handle) signalDrained() { h.once.Do(func() { close(h.drained) }) }
 
 // begin reserves n pending injections, or reports that the handle is
-// closing (then nothing is reserved).
+// closing (then nothing is reserved). A handle already seen closing is
+// refused before reserving: injections refused after Destroy then never
+// show in Stats as pending, not even for the instant between reserve and
+// end.
 func (h *Handle) begin(n int) bool {
+	if h.closing.Load() {
+		return false
+	}
 	if h.reserve(n) {
 		return true
 	}

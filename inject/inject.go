@@ -160,6 +160,9 @@ func (h *Handle) injectVSwitch(injectionContext any, vSwitchID []byte, sourcePor
 					return h.refuse(ErrHandleClosing)
 				}
 				c.credit--
+			} else if h.closing.Load() {
+				// Closing already: refused before reserving (see begin).
+				return h.refuse(ErrHandleClosing)
 			} else if !h.reserve(1) {
 				return h.refuseClosing()
 			}

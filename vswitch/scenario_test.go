@@ -1417,3 +1417,52 @@ func (p *holdPort) Reclaim(out []*nbl.NetBufferList) int {
 	}
 	return p.Port.Reclaim(out)
 }
+
+// TestLocalInjectFull: a callout that, inside one classify, injects more
+// single NBLs than its worker's local queue holds (InjectRingSize) gets the
+// ones that do not fit completed with STATUS_INSUFFICIENT_RESOURCES and
+// counted as DropRingFull at the source port; the others are switched.
+// Every completion runs once and the pool is whole after close.
+func TestLocalInjectFull(t *testing.T) {
+	r := manualRig(t, vswitch.Config{InjectRingSize: 2})
+	r.gen(1, vswitch.PortConfig{ID: 1, Name: "gen"}, idFrame(t, macN(1), macN(2), 64, 100))
+	sink := r.sink(0, vswitch.PortConfig{ID: 2, Name: "sink"})
+	h := r.handle()
+	pool := r.pool(8)
+	f := &freer{pool: pool}
+	r.callout("flood", ingress, 1, h, func(_ *vswitch.IncomingValues, _ *vswitch.Metadata, l *nbl.NetBufferList, _ any, _ *vswitch.Filter, _ uint64, out *vswitch.ClassifyOut) {
+		out.ActionType = vswitch.FWP_ACTION_PERMIT
+		if st, _ := h.QueryState(l); st.SelfInjected() {
+			return
+		}
+		for i := 0; i < 5; i++ {
+			n := alloc(t, pool, idFrame(t, macN(1), macN(2), 64, uint32(i)))
+			if err := h.InjectVSwitchIngress(r.id.Bytes(), 1, 0, n, nil, inject.Done{Fn: f.fn}); err != nil {
+				t.Errorf("injection %d: %v", i, err)
+			}
+		}
+	})
+	r.start()
+	r.stepUntil("the completions", func() bool { return f.count() == 5 })
+	r.settle()
+	st := r.close()
+	byStatus := map[inject.Status]int{}
+	for _, s := range f.statuses {
+		byStatus[s]++
+	}
+	if len(f.statuses) != 5 || byStatus[inject.STATUS_INSUFFICIENT_RESOURCES] != 3 || byStatus[inject.STATUS_SUCCESS] != 2 {
+		t.Errorf("completion statuses %v, want 3 STATUS_INSUFFICIENT_RESOURCES and 2 STATUS_SUCCESS", f.statuses)
+	}
+	if p := st.Ports[0]; p.Injected != 5 || p.Drops[vswitch.DropRingFull] != 3 {
+		t.Errorf("source port: %d injected, %d ring-full drops; want 5 and 3", p.Injected, p.Drops[vswitch.DropRingFull])
+	}
+	if sink.Stats().Sent != 3 {
+		t.Errorf("sink sent %d, want 3 (the original and the 2 that fit)", sink.Stats().Sent)
+	}
+	if s := h.Stats(); s.Injected != 5 || s.Completed != 5 || s.Pending != 0 {
+		t.Errorf("handle %+v", s)
+	}
+	if n := pool.InUse(); n != 0 {
+		t.Errorf("pool: %d NBLs still in use after close", n)
+	}
+}
